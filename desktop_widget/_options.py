@@ -1,0 +1,187 @@
+"""Checking what a user asked for, and turning it into argument lists.
+
+Everything here is pure (no processes are started) so that it can be unit
+tested and so that bad input fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._errors import DesktopError
+
+#: Sizes Xvnc accepts and that make sense on a screen. Xvnc's own limit is
+#: higher, but a 100000-pixel screen only exhausts memory.
+MIN_SIZE = 32
+MAX_SIZE = 8192
+
+SESSION_KINDS = ("auto", "xfce", "wm", "none")
+#: Light window managers, best first, and the arguments that start them bare.
+WINDOW_MANAGERS = (("openbox", ()), ("xfwm4", ()), ("fluxbox", ()), ("icewm", ()), ("twm", ()))
+XSTARTUP_ENV = ("DESKTOP_WIDGET_XSTARTUP", "JUPYTER_REMOTE_DESKTOP_PROXY_XSTARTUP")
+#: Variables of the kernel's environment that would make desktop programs talk
+#: to the wrong session.
+_DROP_ENV = ("DBUS_SESSION_BUS_ADDRESS", "SESSION_MANAGER", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE", "DISPLAY", "XAUTHORITY")
+
+
+@dataclass(frozen=True)
+class Options:
+    """A checked request for one desktop."""
+
+    geometry: tuple[int, int] = (1280, 800)
+    session: str = "auto"
+    frame_rate: int = 60
+    depth: int = 24
+    cwd: str = field(default_factory=os.getcwd)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 20.0
+
+
+def check_geometry(geometry: object) -> tuple[int, int]:
+    """Return ``(width, height)`` or raise naming the accepted range."""
+    if (
+        not isinstance(geometry, (tuple, list))
+        or len(geometry) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in geometry)
+    ):
+        raise TypeError(f"geometry must be a (width, height) pair of ints, e.g. (1280, 800); got {geometry!r}")
+    width, height = geometry
+    for name, value in (("width", width), ("height", height)):
+        if not MIN_SIZE <= value <= MAX_SIZE:
+            raise ValueError(f"geometry {name} must be between {MIN_SIZE} and {MAX_SIZE} pixels; got {value}")
+    return int(width), int(height)
+
+
+def check_options(
+    geometry: object,
+    session: object,
+    frame_rate: object,
+    cwd: object,
+    env: object,
+    timeout: object,
+) -> Options:
+    """Validate every argument of ``Desktop()`` before anything starts."""
+    size = check_geometry(geometry)
+    if not isinstance(session, (str, os.PathLike)):
+        raise TypeError(f"session must be one of {SESSION_KINDS} or a path to an xstartup script; got {session!r}")
+    session = os.fspath(session)
+    if session not in SESSION_KINDS and os.sep not in session:
+        raise ValueError(
+            f"unknown session {session!r}: use one of {', '.join(map(repr, SESSION_KINDS))} "
+            "or a path to an executable xstartup script"
+        )
+    if not isinstance(frame_rate, int) or isinstance(frame_rate, bool) or not 1 <= frame_rate <= 240:
+        raise ValueError(f"frame_rate must be an int between 1 and 240; got {frame_rate!r}")
+    if cwd is None:
+        cwd = os.getcwd()
+    if not isinstance(cwd, (str, os.PathLike)):
+        raise TypeError(f"cwd must be a path; got {cwd!r}")
+    cwd = os.path.abspath(os.fspath(cwd))
+    if not os.path.isdir(cwd):
+        raise FileNotFoundError(f"cwd {cwd!r} is not a directory")
+    if env is None:
+        env = {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise TypeError("env must be a dict of str to str")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
+    return Options(size, session, frame_rate, 24, cwd, dict(env), float(timeout))
+
+
+def find_xvnc() -> str:
+    """The ``Xvnc`` to run, or an error that says how to install it."""
+    path = shutil.which("Xvnc")
+    if path is None:
+        raise DesktopError(
+            "Xvnc (TigerVNC) was not found on PATH. On Debian or Ubuntu install it with "
+            "`sudo apt-get install tigervnc-standalone-server`; on Fedora `sudo dnf install tigervnc-server`; "
+            "with conda `conda install -c conda-forge tigervnc`."
+        )
+    return path
+
+
+def xvnc_command(xvnc: str, options: Options, rfb_socket: str, xauthority: str, name: str) -> list[str]:
+    """Xvnc's argument list. ``-displayfd`` is added by the supervisor.
+
+    No TCP anywhere: RFB only on a 0600 unix socket (``-rfbport -1`` matters:
+    without it TigerVNC also opens 5900+N, CVE-2025-32428), X11 not on TCP, and
+    X clients need the cookie in ``xauthority``.
+    """
+    width, height = options.geometry
+    return [
+        xvnc,
+        "-geometry",
+        f"{width}x{height}",
+        "-depth",
+        str(options.depth),
+        "-rfbport",
+        "-1",
+        "-rfbunixpath",
+        rfb_socket,
+        "-rfbunixmode",
+        "0600",
+        "-SecurityTypes",
+        "None",
+        "-nolisten",
+        "tcp",
+        "-auth",
+        xauthority,
+        "-desktop",
+        name,
+        "-FrameRate",
+        str(options.frame_rate),
+        "-AlwaysShared",
+        "-AcceptSetDesktopSize",
+    ]
+
+
+def session_command(session: str, environ: dict[str, str] | None = None) -> list[str]:
+    """The argument list that starts the desktop session, or ``[]`` for none."""
+    environ = os.environ if environ is None else environ
+    if session == "auto":
+        for var in XSTARTUP_ENV:
+            if environ.get(var):
+                return _xstartup(environ[var], var)
+        if shutil.which("xfce4-session") and shutil.which("dbus-launch"):
+            return session_command("xfce")
+        if any(shutil.which(wm) for wm, _ in WINDOW_MANAGERS):
+            return session_command("wm")
+        return []
+    if session == "xfce":
+        if not shutil.which("xfce4-session"):
+            raise DesktopError("session='xfce' needs xfce4-session: `sudo apt-get install xfce4-session xfwm4 xfce4-panel`")
+        if not shutil.which("dbus-launch"):
+            raise DesktopError("session='xfce' needs dbus-launch: `sudo apt-get install dbus-x11`")
+        return ["dbus-launch", "--exit-with-session", "xfce4-session"]
+    if session == "wm":
+        for wm, args in WINDOW_MANAGERS:
+            path = shutil.which(wm)
+            if path:
+                return [path, *args]
+        names = ", ".join(wm for wm, _ in WINDOW_MANAGERS)
+        raise DesktopError(f"session='wm' needs a window manager ({names}): `sudo apt-get install openbox`")
+    if session == "none":
+        return []
+    return _xstartup(session, "session")
+
+
+def _xstartup(path: str, origin: str) -> list[str]:
+    script = Path(path).expanduser()
+    if not script.is_file():
+        raise FileNotFoundError(f"xstartup script {str(script)!r} (from {origin}) does not exist")
+    if not os.access(script, os.X_OK):
+        raise PermissionError(f"xstartup script {str(script)!r} (from {origin}) is not executable: `chmod +x` it")
+    return [str(script.resolve())]
+
+
+def desktop_environ(options: Options, xauthority: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for the X server and the session (``DISPLAY`` added later)."""
+    env = dict(os.environ if base is None else base)
+    for var in _DROP_ENV:
+        env.pop(var, None)
+    env["XAUTHORITY"] = xauthority
+    env.update(options.env)
+    return env

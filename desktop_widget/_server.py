@@ -1,0 +1,113 @@
+"""The Jupyter server extension: ``{base_url}desktop-widget/<id>/`` bridged to a desktop's RFB socket.
+
+A small handler of our own rather than jupyter-server-proxy's raw-socket
+handler: it answers 404 for an unknown desktop *before* the WebSocket
+handshake, checks the same authorization as a terminal (a desktop is a
+shell), and applies back-pressure in both directions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.utils import url_path_join
+from tornado import web, websocket
+
+from . import _registry
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 256 * 1024
+
+
+class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
+    """One browser view <-> one connection to Xvnc's unix socket."""
+
+    auth_resource = "terminals"
+
+    def initialize(self, runtime_dir: str) -> None:
+        self.runtime_dir = runtime_dir
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pump: asyncio.Task | None = None
+
+    async def get(self, desktop_id: str, path: str = "") -> None:
+        user = self.current_user
+        if not user:
+            raise web.HTTPError(403, "log in to Jupyter first")
+        if self.authorizer is not None and not await ensure_async(
+            self.authorizer.is_authorized(self, user, "execute", self.auth_resource)
+        ):
+            raise web.HTTPError(403, "not authorized to use desktops (needs the right to execute terminals)")
+        socket_path = _registry.socket_for(desktop_id, self.runtime_dir)
+        if socket_path is None:
+            raise web.HTTPError(404, f"no running desktop {desktop_id!r}")
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            # A plain GET: the page probes this before opening the WebSocket.
+            raise web.HTTPError(426, "this route only speaks WebSocket")
+        try:
+            self._reader, self._writer = await asyncio.open_unix_connection(socket_path, limit=_CHUNK)
+        except OSError as exc:
+            raise web.HTTPError(502, f"desktop {desktop_id} does not answer: {exc}") from exc
+        await super().get(desktop_id, path)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        # noVNC offers "binary" when asked to; accept it, or none.
+        return "binary" if "binary" in subprotocols else None
+
+    def open(self, desktop_id: str, path: str = "") -> None:
+        super().open(desktop_id, path)  # keep-alive pings
+        self.set_nodelay(True)
+        self._pump = asyncio.ensure_future(self._pump_to_browser())
+
+    async def _pump_to_browser(self) -> None:
+        reader = self._reader
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                if not data:
+                    break
+                # Waiting for the write keeps a slow browser from piling up
+                # frames in the server's memory.
+                await self.write_message(data, binary=True)
+        except (websocket.WebSocketClosedError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self.close()
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self._writer is None:
+            return
+        if isinstance(message, str):
+            message = message.encode()
+        self._writer.write(message)
+        with contextlib.suppress(OSError):
+            await self._writer.drain()
+
+    def on_close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self.on_close()
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    return [{"module": "desktop_widget"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:  # noqa: ANN001 - jupyter_server's ServerApp
+    route = url_path_join(serverapp.web_app.settings["base_url"], r"desktop-widget/([^/]*)/?(.*)")
+    serverapp.web_app.add_handlers(
+        ".*$", [(route, DesktopSocketHandler, {"runtime_dir": serverapp.runtime_dir})]
+    )
+    serverapp.log.info("desktop_widget: desktops are served at %s", route)

@@ -1,0 +1,204 @@
+"""Starting and stopping one desktop from the kernel.
+
+The kernel starts ``_supervisor.py`` in a session of its own (so a kernel
+interrupt, sent to the kernel's whole process group, does not reach the
+desktop) and keeps the write end of its standard input: when this process
+dies the supervisor sees end-of-file and stops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import _options, _registry, _xauth
+from ._errors import DesktopError, DesktopStopped
+
+log = logging.getLogger(__name__)
+
+_SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
+
+#: States a session goes through; ``session-exited`` means the X server still
+#: runs but the session (XFCE, the window manager) has ended, e.g. by logout.
+STATES = ("starting", "running", "session-exited", "stopped", "failed")
+
+
+class Session:
+    """One Xvnc + session process tree, owned by this process."""
+
+    def __init__(self, options: _options.Options) -> None:
+        self.options = options
+        self.id = secrets.token_hex(6)
+        self.state = "starting"
+        self.display: str | None = None
+        self.directory: Path | None = None
+        self.xauthority: str | None = None
+        self.socket: str | None = None
+        self.log_path: str | None = None
+        self.env: dict[str, str] = {}
+        self._proc: subprocess.Popen | None = None
+        self._events: list[dict] = []
+        self._changed = threading.Condition()
+        self._listeners: list[Callable[[str, str], None]] = []
+        self._lock = threading.Lock()
+
+    # -- observers --------------------------------------------------------
+    def on_state(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(state, detail)`` on every change of state."""
+        self._listeners.append(callback)
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        with self._changed:
+            self.state = state
+            self._changed.notify_all()
+        for callback in list(self._listeners):
+            try:
+                callback(state, detail)
+            except Exception:  # a broken view must not break the desktop
+                log.exception("state listener failed")
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        """Start the desktop; return once its RFB socket answers."""
+        xvnc = _options.find_xvnc()
+        session_argv = _options.session_command(self.options.session)
+        self.directory = _registry.private_dir(self.id)
+        try:
+            self._start(xvnc, session_argv)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _start(self, xvnc: str, session_argv: list[str]) -> None:
+        directory = self.directory
+        self.xauthority = str(directory / "Xauthority")
+        self.socket = str(directory / "rfb.sock")
+        self.log_path = str(directory / "desktop.log")
+        _xauth.write(self.xauthority)
+        base_env = _options.desktop_environ(self.options, self.xauthority)
+        config = {
+            "xvnc": _options.xvnc_command(xvnc, self.options, self.socket, self.xauthority, f"desktop-{self.id}"),
+            "session": session_argv,
+            "env": base_env,
+            "cwd": self.options.cwd,
+            "log": self.log_path,
+            "rfb_socket": self.socket,
+            "timeout": self.options.timeout,
+            "remove": [str(_registry.entry_path(self.id)), str(directory)],
+        }
+        log.debug("starting desktop %s: %s", self.id, config["xvnc"])
+        with open(self.log_path, "ab") as errors:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", _SUPERVISOR, json.dumps(config)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                cwd=self.options.cwd,
+                start_new_session=True,
+            )
+        reader = threading.Thread(target=self._read_events, name=f"desktop-{self.id}", daemon=True)
+        reader.start()
+        deadline = time.monotonic() + self.options.timeout + 5
+        with self._changed:
+            while not any(e["event"] in ("ready", "error", "eof") for e in self._events):
+                if not self._changed.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise DesktopError(f"the desktop did not start within {self.options.timeout:g} s")
+        event = next(e for e in self._events if e["event"] in ("ready", "error", "eof"))
+        if event["event"] != "ready":
+            message = event.get("message", "the desktop supervisor exited unexpectedly")
+            tail = event.get("log") or self._log_tail()
+            raise DesktopError(f"Xvnc failed to start: {message}" + (f"\n--- {self.log_path} ---\n{tail}" if tail else ""))
+        self.display = f":{event['display']}"
+        self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
+        _registry.write(
+            _registry.DesktopInfo(
+                id=self.id,
+                display=self.display,
+                socket=self.socket,
+                pid=os.getpid(),
+                supervisor_pid=self._proc.pid,
+                geometry=self.options.geometry,
+                started=time.time(),
+                session=self.options.session,
+            )
+        )
+        self._set_state("running")
+
+    def _read_events(self) -> None:
+        proc = self._proc
+        for raw in proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            log.debug("desktop %s: %s", self.id, event)
+            with self._changed:
+                self._events.append(event)
+                self._changed.notify_all()
+            kind = event["event"]
+            if kind == "session-exited" and self.state == "running":
+                self._set_state("session-exited", f"the session exited with status {event.get('code')}")
+            elif kind == "session-started" and self.state == "session-exited":
+                self._set_state("running")
+            elif kind == "xvnc-exited":
+                self._set_state("failed", f"the X server exited with status {event.get('code')}")
+        with self._changed:
+            self._events.append({"event": "eof"})
+            self._changed.notify_all()
+        if self.state not in ("failed",):
+            self._set_state("stopped")
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
+        except (OSError, TypeError):
+            return ""
+
+    def restart_session(self) -> None:
+        """Start the session again after it exited (e.g. the user logged out)."""
+        self._command("restart-session")
+
+    def _command(self, line: str) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise DesktopStopped(f"desktop {self.id} is stopped")
+        with self._lock:
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the whole process tree and remove every file; idempotent."""
+        proc = self._proc
+        if proc is None:
+            return
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            proc.stdin.write(b"stop\n")
+            proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("desktop %s supervisor did not stop in %s s; killing it", self.id, timeout)
+            proc.kill()
+            proc.wait()
+        self._abandon()
+        if self.state != "failed":
+            self._set_state("stopped")
+
+    def _abandon(self) -> None:
+        """Remove what the supervisor may not have (it never ran, or was killed)."""
+        _registry.remove(self.id)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()

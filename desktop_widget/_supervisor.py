@@ -1,0 +1,313 @@
+"""The process that owns one desktop's process tree.
+
+It runs as a script of its own (standard library only, so it starts in a few
+milliseconds) between the kernel and the desktop:
+
+* it is a child subreaper, so daemons that double-fork away from the session
+  (dbus-daemon, xfconfd, at-spi, ...) are re-parented to it and can be found and
+  stopped; nothing of the tree escapes;
+* it watches its standard input: the owner holds the other end of that pipe, so
+  when the owner exits, even by SIGKILL, the pipe reaches end-of-file and the
+  desktop is torn down at once;
+* it reports to the owner as JSON lines on standard output.
+
+The owner passes the whole configuration as one JSON argument; see
+``desktop_widget._session`` for the other side of the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _emit(event: str, **fields: object) -> None:
+    fields["event"] = event
+    try:
+        sys.stdout.write(json.dumps(fields) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass  # the owner is gone; teardown proceeds regardless
+
+
+def _child_setup() -> None:
+    # Runs in the child between fork and exec: die with the supervisor even if
+    # the supervisor itself is killed with SIGKILL.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _proc_table() -> dict[int, int]:
+    """Map pid -> parent pid for every process we can see."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        table[int(entry)] = int(fields[1])
+    return table
+
+
+def _descendants(root: int) -> list[int]:
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _reap() -> dict[int, int]:
+    """Collect every exited child; returns pid -> exit status."""
+    exited = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return exited
+        if pid == 0:
+            return exited
+        exited[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _log_tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.log_path = config["log"]
+        self.xvnc: subprocess.Popen | None = None
+        self.session: subprocess.Popen | None = None
+        self.display: int | None = None
+        self.stopping = False
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        # Handlers (not SIG_DFL) so that SIGCHLD/SIGTERM/SIGHUP wake select().
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._on_terminate)
+        signal.signal(signal.SIGHUP, self._on_terminate)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _on_terminate(self, *_: object) -> None:
+        self.stopping = True
+
+    def _spawn(self, argv: list[str], env: dict[str, str], **kw: object) -> subprocess.Popen:
+        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+        try:
+            return subprocess.Popen(
+                argv,
+                env=env,
+                cwd=self.config["cwd"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_child_setup,
+                **kw,
+            )
+        finally:
+            log.close()
+
+    def start_xvnc(self, deadline: float) -> None:
+        read_fd, write_fd = os.pipe()
+        argv = [*self.config["xvnc"], "-displayfd", str(write_fd)]
+        try:
+            self.xvnc = self._spawn(argv, self.config["env"], pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        answer = b""
+        try:
+            while not answer.endswith(b"\n"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("Xvnc did not report a display number in time")
+                ready, _, _ = select.select([read_fd], [], [], remaining)
+                if ready:
+                    chunk = os.read(read_fd, 64)
+                    if not chunk:
+                        code = self.xvnc.wait(timeout=2)
+                        raise RuntimeError(f"Xvnc exited with status {code} before it was ready")
+                    answer += chunk
+        finally:
+            os.close(read_fd)
+        self.display = int(answer.strip())
+
+    def wait_rfb(self, deadline: float) -> str:
+        path = self.config["rfb_socket"]
+        while True:
+            if self.xvnc.poll() is not None:
+                raise RuntimeError(f"Xvnc exited with status {self.xvnc.returncode}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(max(0.05, deadline - time.monotonic()))
+                    s.connect(path)
+                    banner = b""
+                    while len(banner) < 12:
+                        chunk = s.recv(12 - len(banner))
+                        if not chunk:
+                            break
+                        banner += chunk
+                if banner.startswith(b"RFB 003."):
+                    return banner.decode().strip()
+                raise RuntimeError(f"the RFB socket answered {banner!r}, not an RFB banner")
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the RFB socket did not answer in time")
+            time.sleep(0.005)
+
+    def start_session(self) -> None:
+        argv = self.config["session"]
+        if not argv:
+            return
+        env = dict(self.config["env"])
+        env["DISPLAY"] = f":{self.display}"
+        self.session = self._spawn(argv, env)
+        _emit("session-started", pid=self.session.pid)
+
+    def run(self) -> int:
+        deadline = time.monotonic() + self.config["timeout"]
+        try:
+            self.start_xvnc(deadline)
+            banner = self.wait_rfb(deadline)
+            self.start_session()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the owner
+            self.teardown()
+            _emit("error", message=str(exc), log=_log_tail(self.log_path))
+            return 1
+        _emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
+        return self.watch()
+
+    def _control(self) -> bool:
+        """Handle one command from the owner; False once the owner is gone."""
+        try:
+            line = sys.stdin.buffer.readline()
+        except OSError:
+            return False
+        if not line:
+            return False
+        command = line.decode(errors="replace").strip()
+        if command == "stop":
+            return False
+        if command == "restart-session" and (self.session is None or self.session.poll() is not None):
+            self.start_session()
+        return True
+
+    def watch(self) -> int:
+        stdin = sys.stdin.fileno()
+        while not self.stopping:
+            with contextlib.suppress(InterruptedError):
+                ready, _, _ = select.select([stdin, self.wake_r], [], [])
+            if self.wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 512)
+            for pid, code in _reap().items():
+                if self.xvnc and pid == self.xvnc.pid:
+                    self.xvnc.returncode = code
+                    _emit("xvnc-exited", code=code, log=_log_tail(self.log_path))
+                    self.stopping = True
+                elif self.session and pid == self.session.pid:
+                    self.session.returncode = code
+                    _emit("session-exited", code=code)
+            if stdin in ready and not self._control():
+                break
+        self.teardown()
+        _emit("stopped")
+        return 0
+
+    def teardown(self) -> None:
+        me = os.getpid()
+        # The session first so that it does not see the X server vanish and
+        # complain; everything else, daemons included, right after.
+        if self.session and self.session.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.session.pid, signal.SIGTERM)
+        _signal_all(_descendants(me), signal.SIGTERM)
+        grace = time.monotonic() + 2.0
+        while time.monotonic() < grace:
+            _reap()
+            if not _descendants(me):
+                break
+            time.sleep(0.01)
+        # Whatever is left (or was born meanwhile) is killed outright.
+        for _ in range(50):
+            left = _descendants(me)
+            if not left:
+                break
+            _signal_all(left, signal.SIGKILL)
+            time.sleep(0.01)
+            _reap()
+        self.cleanup_files()
+
+    def cleanup_files(self) -> None:
+        # Xvnc removes its lock and socket on SIGTERM but not when it was killed.
+        if self.display is not None and self.xvnc is not None:
+            lock = f"/tmp/.X{self.display}-lock"
+            try:
+                with open(lock) as f:
+                    owner = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                owner = None
+            if owner == self.xvnc.pid:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+                with contextlib.suppress(OSError):
+                    os.unlink(f"/tmp/.X11-unix/X{self.display}")
+        for path in self.config.get("remove", []):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+
+def main() -> int:
+    config = json.loads(sys.argv[1])
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        _emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")
+        return 1
+    return Supervisor(config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The anywidget that shows a desktop: traits for lasting view state only."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import anywidget
+import traitlets
+
+_STATIC = Path(__file__).with_name("static")
+_BUNDLE = _STATIC / "widget.js"
+
+# A checkout whose JS was never built would otherwise render an empty cell.
+_MISSING_BUNDLE = """
+export default { render({ el }) {
+  el.textContent = "desktop_widget's JavaScript bundle is missing: run `npm --prefix js ci && node js/build.mjs` "
+    + "in the source checkout, or install the package with pip (which builds it).";
+} };
+"""
+
+_CSS_LENGTH = re.compile(r"\d+(\.\d+)?(px|em|rem|vh|%)")
+
+
+class DesktopView(anywidget.AnyWidget):
+    """A live view of one desktop; several views of one desktop may be shown."""
+
+    _esm = _BUNDLE if _BUNDLE.is_file() else _MISSING_BUNDLE
+    _css = _STATIC / "widget.css" if (_STATIC / "widget.css").is_file() else ""
+
+    _desktop_id = traitlets.Unicode().tag(sync=True)
+    #: The route below the server's base URL; the page supplies the base URL.
+    _ws_path = traitlets.Unicode().tag(sync=True)
+    status = traitlets.Unicode("starting", read_only=True).tag(sync=True)
+    status_detail = traitlets.Unicode("", read_only=True).tag(sync=True)
+    view_only = traitlets.Bool(False).tag(sync=True)
+    scale = traitlets.Bool(False).tag(sync=True)
+    height = traitlets.Unicode("600px").tag(sync=True)
+
+    def __init__(self, **kwargs: object) -> None:
+        unknown = set(kwargs) - set(self.class_trait_names())
+        if unknown:
+            raise TypeError(f"unknown DesktopView argument(s): {', '.join(sorted(unknown))}")
+        super().__init__(**kwargs)
+
+    @traitlets.validate("height")
+    def _check_height(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if not _CSS_LENGTH.fullmatch(value):
+            raise traitlets.TraitError(f"height must be a CSS length such as '600px' or '70vh'; got {value!r}")
+        return value
+
+    def _set_status(self, state: str, detail: str = "") -> None:
+        with self.hold_trait_notifications():
+            self.set_trait("status_detail", detail)
+            self.set_trait("status", state)

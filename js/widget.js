@@ -1,0 +1,247 @@
+// @ts-check
+/**
+ * The view of one desktop: a noVNC client connected through the Jupyter
+ * server's authenticated route `{baseUrl}desktop-widget/<id>/`.
+ *
+ * Everything a view creates (the RFB client, DOM listeners, timers) is tied to
+ * one AbortController and released by the cleanup that `render` returns.
+ */
+import RFB from "@novnc/novnc";
+
+/**
+ * @typedef {object} Model
+ * @property {(name: string) => any} get
+ * @property {(event: string, callback: (...args: any[]) => void) => void} on
+ * @property {(event: string, callback?: (...args: any[]) => void) => void} off
+ */
+
+/** Delays between reconnection attempts, in ms; the last one repeats. */
+const BACKOFF = [250, 500, 1000, 2000, 4000, 8000];
+
+/** One view per desktop in this page sizes the remote screen; the others scale. */
+const primary_views = new Map();
+
+/**
+ * The Jupyter server's base URL as the page knows it (JupyterLab, Notebook 7,
+ * JupyterHub's `/user/<name>/`, classic Notebook), or null outside Jupyter.
+ * @returns {string | null}
+ */
+export function page_base_url() {
+	let config = document.getElementById("jupyter-config-data");
+	if (config?.textContent) {
+		try {
+			let base = JSON.parse(config.textContent).baseUrl;
+			if (typeof base === "string") return base.endsWith("/") ? base : `${base}/`;
+		} catch {
+			// fall through to the classic notebook's attribute
+		}
+	}
+	let base = document.body?.dataset?.baseUrl;
+	if (base) return base.endsWith("/") ? base : `${base}/`;
+	return null;
+}
+
+/**
+ * @param {string} base
+ * @param {string} path
+ * @returns {{ http: string, ws: string }}
+ */
+export function route_urls(base, path) {
+	let http = new URL(base + path, window.location.href);
+	let ws = new URL(http.href);
+	ws.protocol = http.protocol === "https:" ? "wss:" : "ws:";
+	return { http: http.href, ws: ws.href };
+}
+
+/**
+ * Ask the route whether the desktop is reachable before opening a WebSocket,
+ * whose failures the browser reports only as code 1006.
+ * @param {string} url
+ * @param {AbortSignal} signal
+ * @returns {Promise<string | null>} null when a WebSocket should succeed, else why not
+ */
+async function probe(url, signal) {
+	let response;
+	try {
+		response = await fetch(url, { signal, credentials: "same-origin", redirect: "manual", cache: "no-store" });
+	} catch (error) {
+		if (signal.aborted) return "closed";
+		return "the Jupyter server cannot be reached";
+	}
+	if (response.status === 426 || response.status === 400) return null; // alive, wants an upgrade
+	if (response.status === 404) return "this desktop is not running on this Jupyter server";
+	if (response.status === 403 || response.type === "opaqueredirect") return "not logged in to this Jupyter server";
+	return `the Jupyter server answered ${response.status}`;
+}
+
+/**
+ * @param {{ model: Model, el: HTMLElement }} context
+ * @returns {() => void}
+ */
+function render({ model, el }) {
+	let controller = new AbortController();
+	let { signal } = controller;
+	let token = Symbol("view");
+
+	let root = document.createElement("div");
+	root.className = "dw-root";
+	// Keys typed into the desktop must not trigger JupyterLab shortcuts.
+	root.setAttribute("data-lm-suppress-shortcuts", "true");
+	let screen = document.createElement("div");
+	screen.className = "dw-screen";
+	let status = document.createElement("div");
+	status.className = "dw-status";
+	status.setAttribute("role", "status");
+	root.append(screen, status);
+	el.append(root);
+
+	/** @type {any} */
+	let rfb = null;
+	let attempt = 0;
+	/** @type {ReturnType<typeof setTimeout> | undefined} */
+	let retry_timer;
+	let connecting = false;
+
+	/** @param {string} text @param {string} kind */
+	function show(text, kind) {
+		status.textContent = text;
+		status.dataset.kind = kind;
+		root.dataset.state = kind;
+	}
+
+	function is_primary() {
+		let id = model.get("_desktop_id");
+		if (!primary_views.has(id)) primary_views.set(id, token);
+		return primary_views.get(id) === token;
+	}
+
+	function apply_traits() {
+		root.style.height = model.get("height");
+		if (!rfb) return;
+		let scale = model.get("scale") || !is_primary();
+		rfb.viewOnly = model.get("view_only");
+		rfb.scaleViewport = scale;
+		rfb.resizeSession = !scale;
+	}
+
+	function disconnect() {
+		clearTimeout(retry_timer);
+		if (rfb) {
+			let old = rfb;
+			rfb = null;
+			old.disconnect();
+		}
+	}
+
+	function schedule_reconnect(reason) {
+		if (signal.aborted || model.get("status") !== "running") return;
+		let delay = BACKOFF[Math.min(attempt, BACKOFF.length - 1)];
+		attempt += 1;
+		show(`${reason} — reconnecting in ${(delay / 1000).toFixed(1)} s…`, "reconnecting");
+		clearTimeout(retry_timer);
+		retry_timer = setTimeout(connect, delay);
+	}
+
+	async function connect() {
+		if (connecting || signal.aborted) return;
+		disconnect();
+		let state = model.get("status");
+		if (state !== "running") {
+			show(describe_state(state, model.get("status_detail")), state);
+			return;
+		}
+		let base = page_base_url();
+		if (base === null) {
+			show("This front end has no Jupyter server page to connect through (try JupyterLab or Notebook 7).", "error");
+			return;
+		}
+		let urls = route_urls(base, model.get("_ws_path"));
+		connecting = true;
+		show(attempt ? "Reconnecting…" : "Connecting…", "connecting");
+		let problem = await probe(urls.http, signal);
+		connecting = false;
+		if (signal.aborted) return;
+		if (problem) {
+			schedule_reconnect(problem);
+			return;
+		}
+		let client = new RFB(screen, urls.ws, { shared: true });
+		rfb = client;
+		client.background = "#20242a";
+		client.focusOnClick = true;
+		client.addEventListener("connect", () => {
+			if (rfb !== client) return;
+			attempt = 0;
+			show("Connected", "connected");
+		});
+		client.addEventListener("disconnect", (/** @type {any} */ event) => {
+			if (rfb !== client) return; // we closed it ourselves
+			rfb = null;
+			schedule_reconnect(event.detail?.clean ? "Disconnected" : "Connection lost");
+		});
+		client.addEventListener("securityfailure", (/** @type {any} */ event) => {
+			show(`Refused by the desktop: ${event.detail?.reason || "security failure"}`, "error");
+		});
+		apply_traits();
+	}
+
+	// The notebook keeps scrolling while the pointer crosses a view that is not
+	// focused: the wheel event is stopped before it reaches noVNC's canvas
+	// handler (which would cancel it), and its default action, scrolling, stays.
+	root.addEventListener(
+		"wheel",
+		(event) => {
+			if (!root.contains(document.activeElement)) event.stopPropagation();
+		},
+		{ capture: true, signal },
+	);
+	root.addEventListener("focusin", () => root.classList.add("dw-focused"), { signal });
+	root.addEventListener("focusout", () => root.classList.remove("dw-focused"), { signal });
+
+	let on_traits = () => apply_traits();
+	let on_status = () => {
+		let state = model.get("status");
+		if (state === "running") {
+			if (!rfb) {
+				attempt = 0;
+				connect();
+			}
+		} else {
+			disconnect();
+			show(describe_state(state, model.get("status_detail")), state);
+		}
+	};
+	for (let name of ["change:view_only", "change:scale", "change:height"]) model.on(name, on_traits);
+	model.on("change:status", on_status);
+	model.on("change:status_detail", on_status);
+
+	apply_traits();
+	connect();
+
+	return () => {
+		controller.abort();
+		disconnect();
+		for (let name of ["change:view_only", "change:scale", "change:height"]) model.off(name, on_traits);
+		model.off("change:status", on_status);
+		model.off("change:status_detail", on_status);
+		let id = model.get("_desktop_id");
+		if (primary_views.get(id) === token) primary_views.delete(id);
+		root.remove();
+	};
+}
+
+/**
+ * @param {string} state
+ * @param {string} detail
+ */
+function describe_state(state, detail) {
+	let text = {
+		starting: "Starting the desktop…",
+		"session-exited": "The desktop session has ended (logged out). Call d.restart() to start it again.",
+		stopped: "This desktop is stopped.",
+		failed: "The desktop failed.",
+	}[state] ?? `Desktop ${state}`;
+	return detail ? `${text} ${detail}` : text;
+}
+
+export default { render };
