@@ -9,10 +9,14 @@ from __future__ import annotations
 from ._desktop import Desktop
 from ._errors import DesktopError, DesktopStopped
 from ._registry import DesktopInfo
-from ._server import _jupyter_server_extension_points, _load_jupyter_server_extension
 
 __version__ = "0.1.0"
 __all__ = ["Desktop", "DesktopError", "DesktopInfo", "DesktopStopped", "list_desktops"]
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    # The server side lives in its own module so kernels never import it.
+    return [{"module": "desktop_widget._server"}]
 
 
 def list_desktops() -> list[DesktopInfo]:

@@ -24,7 +24,14 @@ WINDOW_MANAGERS = (("openbox", ()), ("xfwm4", ()), ("fluxbox", ()), ("icewm", ()
 XSTARTUP_ENV = ("DESKTOP_WIDGET_XSTARTUP", "JUPYTER_REMOTE_DESKTOP_PROXY_XSTARTUP")
 #: Variables of the kernel's environment that would make desktop programs talk
 #: to the wrong session.
-_DROP_ENV = ("DBUS_SESSION_BUS_ADDRESS", "SESSION_MANAGER", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE", "DISPLAY", "XAUTHORITY")
+_DROP_ENV = (
+    "DBUS_SESSION_BUS_ADDRESS",
+    "SESSION_MANAGER",
+    "WAYLAND_DISPLAY",
+    "XDG_SESSION_TYPE",
+    "DISPLAY",
+    "XAUTHORITY",
+)
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,9 @@ def session_command(session: str, environ: dict[str, str] | None = None) -> list
         return []
     if session == "xfce":
         if not shutil.which("xfce4-session"):
-            raise DesktopError("session='xfce' needs xfce4-session: `sudo apt-get install xfce4-session xfwm4 xfce4-panel`")
+            raise DesktopError(
+                "session='xfce' needs xfce4-session: `sudo apt-get install xfce4-session xfwm4 xfce4-panel`"
+            )
         if not shutil.which("dbus-launch"):
             raise DesktopError("session='xfce' needs dbus-launch: `sudo apt-get install dbus-x11`")
         return ["dbus-launch", "--exit-with-session", "xfce4-session"]

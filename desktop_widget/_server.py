@@ -101,13 +101,7 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         self.on_close()
 
 
-def _jupyter_server_extension_points() -> list[dict]:
-    return [{"module": "desktop_widget"}]
-
-
-def _load_jupyter_server_extension(serverapp) -> None:  # noqa: ANN001 - jupyter_server's ServerApp
+def _load_jupyter_server_extension(serverapp) -> None:
     route = url_path_join(serverapp.web_app.settings["base_url"], r"desktop-widget/([^/]*)/?(.*)")
-    serverapp.web_app.add_handlers(
-        ".*$", [(route, DesktopSocketHandler, {"runtime_dir": serverapp.runtime_dir})]
-    )
+    serverapp.web_app.add_handlers(".*$", [(route, DesktopSocketHandler, {"runtime_dir": serverapp.runtime_dir})])
     serverapp.log.info("desktop_widget: desktops are served at %s", route)

@@ -117,7 +117,9 @@ class Session:
         if event["event"] != "ready":
             message = event.get("message", "the desktop supervisor exited unexpectedly")
             tail = event.get("log") or self._log_tail()
-            raise DesktopError(f"Xvnc failed to start: {message}" + (f"\n--- {self.log_path} ---\n{tail}" if tail else ""))
+            raise DesktopError(
+                f"Xvnc failed to start: {message}" + (f"\n--- {self.log_path} ---\n{tail}" if tail else "")
+            )
         self.display = f":{event['display']}"
         self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
         _registry.write(

@@ -210,9 +210,10 @@ class Supervisor:
             self.start_xvnc(deadline)
             banner = self.wait_rfb(deadline)
             self.start_session()
-        except Exception as exc:  # noqa: BLE001 - every failure is reported to the owner
+        except Exception as exc:
+            tail = _log_tail(self.log_path)  # before teardown removes the log
             self.teardown()
-            _emit("error", message=str(exc), log=_log_tail(self.log_path))
+            _emit("error", message=str(exc), log=tail)
             return 1
         _emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
         return self.watch()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The system packages desktop_widget needs, for a Debian/Ubuntu machine or image.
+# Used by ./run (demo and tests), by .ci/run through it, and by the Dockerfile.
+#   scripts/install-system.sh          runtime: Xvnc, XFCE, a light WM, fonts
+#   scripts/install-system.sh --dev    also what builds and tests need: Node.js, Chromium, xterm, X tools
+set -euo pipefail
+
+packages=(
+  tigervnc-standalone-server   # Xvnc
+  xauth x11-xserver-utils      # xauth, xrandr for users' scripts
+  dbus-x11                     # dbus-launch for the XFCE session
+  xfce4-session xfwm4 xfce4-panel xfdesktop4 xfce4-settings xfconf
+  openbox                      # the light window manager (session="wm")
+  xterm
+  fonts-dejavu-core
+)
+if [[ "${1:-}" == "--dev" ]]; then
+  packages+=(chromium x11-utils)
+  command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+  python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
+  python3 -c "import tkinter" 2>/dev/null || packages+=(python3-tk)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  echo "installing system packages: ${missing[*]}" >&2
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The screensaver locks the desktop with a password nobody knows.
+  $sudo apt-get remove -y -q xfce4-screensaver light-locker 2>/dev/null || true
+fi

@@ -1,0 +1,105 @@
+"""Unit tests of argument checking and command building (no processes)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from desktop_widget import _options
+from desktop_widget._errors import DesktopError
+
+
+def check(**kw):
+    args = {"geometry": (1280, 800), "session": "auto", "frame_rate": 60, "cwd": None, "env": None, "timeout": 20}
+    args.update(kw)
+    return _options.check_options(**args)
+
+
+@pytest.mark.parametrize("geometry", [(0, 0), (100000, 100000), (-5, 600), (31, 600), (8193, 600)])
+def test_geometry_out_of_range(geometry):
+    with pytest.raises(ValueError, match="between 32 and 8192"):
+        check(geometry=geometry)
+
+
+@pytest.mark.parametrize("geometry", ["1280x800", (1280.0, 800), (True, 800), (1280,), None])
+def test_geometry_wrong_type(geometry):
+    with pytest.raises(TypeError, match=r"\(width, height\)"):
+        check(geometry=geometry)
+
+
+def test_unknown_session_lists_choices():
+    with pytest.raises(ValueError, match="'auto', 'xfce', 'wm', 'none'"):
+        check(session="gnome")
+
+
+def test_bad_frame_rate_and_timeout():
+    with pytest.raises(ValueError, match="frame_rate"):
+        check(frame_rate=0)
+    with pytest.raises(ValueError, match="timeout"):
+        check(timeout=-1)
+
+
+def test_missing_cwd():
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        check(cwd="/nonexistent/dir")
+
+
+def test_env_must_be_strings():
+    with pytest.raises(TypeError, match="env"):
+        check(env={"A": 1})
+
+
+def test_xvnc_command_has_no_network_and_quotes_nothing(tmp_path):
+    weird = tmp_path / "dir with spaces $HOME; & 'q'"
+    weird.mkdir()
+    options = check(cwd=str(weird), geometry=(1024, 640), frame_rate=30)
+    sock = str(weird / "rfb.sock")
+    argv = _options.xvnc_command("/usr/bin/Xvnc", options, sock, str(weird / "Xauthority"), "desk")
+    # A list: paths travel as single arguments, whatever they contain.
+    assert argv[argv.index("-rfbunixpath") + 1] == sock
+    assert argv[argv.index("-auth") + 1] == str(weird / "Xauthority")
+    assert argv[argv.index("-rfbport") + 1] == "-1"  # no TCP RFB port (CVE-2025-32428)
+    assert argv[argv.index("-nolisten") + 1] == "tcp"
+    assert argv[argv.index("-rfbunixmode") + 1] == "0600"
+    assert argv[argv.index("-geometry") + 1] == "1024x640"
+    assert argv[argv.index("-FrameRate") + 1] == "30"
+
+
+def test_session_commands(tmp_path, monkeypatch):
+    assert _options.session_command("none") == []
+    assert _options.session_command("xfce") == ["dbus-launch", "--exit-with-session", "xfce4-session"]
+    assert os.path.basename(_options.session_command("wm")[0]) == "openbox"
+    script = tmp_path / "my xstartup"
+    script.write_text("#!/bin/sh\nexec openbox\n")
+    with pytest.raises(PermissionError, match="chmod"):
+        _options.session_command(str(script))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    assert _options.session_command(str(script)) == [str(script)]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _options.session_command(str(tmp_path / "missing"))
+
+
+def test_xstartup_env_overrides_auto(tmp_path):
+    script = tmp_path / "xstartup"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o700)
+    assert _options.session_command("auto", {"DESKTOP_WIDGET_XSTARTUP": str(script)}) == [str(script)]
+    upstream = {"JUPYTER_REMOTE_DESKTOP_PROXY_XSTARTUP": str(script)}
+    assert _options.session_command("auto", upstream) == [str(script)]
+    # Without the variable, auto picks XFCE here (installed).
+    assert _options.session_command("auto", {})[-1] == "xfce4-session"
+
+
+def test_missing_xvnc_names_package(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(DesktopError, match="apt-get install tigervnc-standalone-server"):
+        _options.find_xvnc()
+
+
+def test_desktop_environ_drops_foreign_session():
+    options = check(env={"EXTRA": "1"})
+    base = {"DISPLAY": ":99", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x", "HOME": "/h"}
+    env = _options.desktop_environ(options, "/auth", base)
+    assert env == {"HOME": "/h", "XAUTHORITY": "/auth", "EXTRA": "1"}

@@ -1,0 +1,229 @@
+"""The desktop's processes, for real: Xvnc, sessions, sockets, and that nothing outlives its owner."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from desktop_widget import Desktop, DesktopError, DesktopStopped, _registry, list_desktops
+from tests._procs import inet_listeners, tree, wait_gone
+
+
+def rfb_banner(path: str) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(path)
+        return s.recv(12)
+
+
+def supervisor_pid(d: Desktop) -> int:
+    return _registry.read(d.id).supervisor_pid
+
+
+def leftovers(d: Desktop, display: str, directory: Path) -> list[str]:
+    n = display.lstrip(":")
+    paths = [_registry.entry_path(d.id), directory, Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}")]
+    return [str(p) for p in paths if p.exists()]
+
+
+@pytest.mark.parametrize("session", ["wm", "xfce"])
+def test_start_answers_rfb_no_listeners_stop_leaves_nothing(session):
+    d = Desktop(session=session, geometry=(1024, 640))
+    directory = Path(d.env["XAUTHORITY"]).parent
+    display = d.display
+    assert rfb_banner(str(directory / "rfb.sock")).startswith(b"RFB 003.")
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    assert oct((directory / "rfb.sock").stat().st_mode & 0o777) == "0o600"
+    assert [i.id for i in list_desktops()] == [d.id]
+    if session == "xfce":
+        time.sleep(1.5)  # let XFCE's daemons (dbus, xfconfd, panel) come up: they must be checked too
+    pids = tree(supervisor_pid(d))
+    assert len(pids) >= 3, pids  # supervisor, Xvnc, session at least
+    assert inet_listeners(pids) == []
+    d.stop()
+    assert wait_gone(pids, 5) == set()
+    assert leftovers(d, display, directory) == []
+    assert d.status == "stopped"
+    d.stop()  # idempotent
+
+
+def test_context_manager_and_gc():
+    with Desktop(session="none") as d:
+        pids = tree(supervisor_pid(d))
+    assert wait_gone(pids) == set()
+    d2 = Desktop(session="none")
+    pids = tree(supervisor_pid(d2))
+    del d2
+    gc.collect()
+    assert wait_gone(pids) == set()
+
+
+_OWNER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from desktop_widget import Desktop, _registry
+    d = Desktop(session={session!r})
+    print(json.dumps({{"id": d.id, "display": d.display, "supervisor": _registry.read(d.id).supervisor_pid,
+                       "dir": os.path.dirname(d.env["XAUTHORITY"])}}), flush=True)
+    if {linger}:
+        time.sleep(600)
+    """
+)
+
+
+def run_owner(session: str, linger: bool) -> tuple[subprocess.Popen, dict]:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER.format(session=session, linger=linger)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    info = json.loads(owner.stdout.readline())
+    return owner, info
+
+
+@pytest.mark.parametrize("session", ["wm", "xfce"])
+def test_sigkill_of_owner_stops_desktop(session):
+    owner, info = run_owner(session, linger=True)
+    if session == "xfce":
+        time.sleep(1.5)
+    pids = tree(info["supervisor"])
+    assert len(pids) >= 3
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.wait()
+    assert wait_gone(pids, 5) == set()
+    n = info["display"].lstrip(":")
+    assert not Path(f"/tmp/.X{n}-lock").exists()
+    assert not Path(info["dir"]).exists()
+    assert _registry.read(info["id"]) is None
+
+
+def test_interpreter_exit_stops_desktop():
+    owner, info = run_owner("wm", linger=False)
+    pids = tree(info["supervisor"])
+    assert owner.wait(10) == 0
+    assert wait_gone(pids, 5) == set()
+    assert not Path(info["dir"]).exists()
+
+
+def test_kernel_interrupt_does_not_reach_desktop():
+    # Jupyter interrupts a kernel by signalling its whole process group.
+    owner, info = run_owner("wm", linger=True)
+    try:
+        os.killpg(owner.pid, signal.SIGINT)
+        owner.wait(10)
+        # The owner died of the interrupt and so the desktop goes, but by the
+        # owner's exit, not by the signal: it must have outlived the signal itself.
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+    assert wait_gone(tree(info["supervisor"]), 5) == set()
+
+
+def test_interrupt_signal_spares_desktop():
+    d = Desktop(session="none")
+    try:
+        sup = supervisor_pid(d)
+        assert os.getpgid(sup) != os.getpgid(0)
+        xvnc = [p for p in tree(sup) if p != sup]
+        for pid in xvnc:
+            assert os.getpgid(pid) != os.getpgid(0)
+    finally:
+        d.stop()
+
+
+def test_weird_cwd_and_home(tmp_path):
+    weird = tmp_path / "a dir with spaces $HOME ; & 'quotes'"
+    weird.mkdir()
+    home = tmp_path / "home with spaces"
+    home.mkdir()
+    out = tmp_path / "seen.txt"
+    script = tmp_path / "xstartup $x"
+    script.write_text(
+        f'#!/bin/sh\npwd > "{out}"\necho "$HOME" >> "{out}"\necho "$DISPLAY" >> "{out}"\nexec sleep 600\n'
+    )
+    script.chmod(0o755)
+    d = Desktop(session=str(script), cwd=str(weird), env={"HOME": str(home)})
+    try:
+        deadline = time.monotonic() + 5
+        while len(out.read_text().splitlines() if out.exists() else []) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert out.read_text().splitlines() == [str(weird), str(home), d.display]
+    finally:
+        d.stop()
+
+
+def test_missing_xvnc_leaves_nothing(monkeypatch):
+    before = set(os.listdir(_registry.root()))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(DesktopError, match="tigervnc-standalone-server"):
+        Desktop(session="none")
+    assert set(os.listdir(_registry.root())) == before
+
+
+def test_failing_xvnc_reports_log_and_leaves_nothing(tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "Xvnc").write_text("#!/bin/sh\necho 'Fatal server error: pretend this went wrong' >&2\nexit 1\n")
+    (fake / "Xvnc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    before = set(os.listdir(_registry.root()))
+    with pytest.raises(DesktopError, match="pretend this went wrong"):
+        Desktop(session="none")
+    assert set(os.listdir(_registry.root())) == before
+
+
+def test_bad_arguments_fail_before_starting():
+    before = set(os.listdir(_registry.root()))
+    with pytest.raises(TypeError):
+        Desktop(colour="red")
+    with pytest.raises(ValueError, match="between 32 and 8192"):
+        Desktop(geometry=(100000, 100000))
+    with pytest.raises(ValueError, match="unknown session"):
+        Desktop(session="kde")
+    with pytest.raises(Exception, match="CSS length"):
+        Desktop(height="tall")
+    assert set(os.listdir(_registry.root())) == before
+
+
+def test_session_exit_reported_and_restart():
+    d = Desktop(session="wm")
+    try:
+        sup = supervisor_pid(d)
+        wm = [p for p in tree(sup) if Path(f"/proc/{p}/comm").read_text().strip() == "openbox"]
+        assert wm
+        os.kill(wm[0], signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while d.status != "session-exited" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert d.status == "session-exited"
+        assert d.view.status == "session-exited"
+        d.restart()
+        while d.status != "running" and time.monotonic() < deadline + 5:
+            time.sleep(0.02)
+        assert d.status == "running"
+    finally:
+        d.stop()
+    with pytest.raises(DesktopStopped):
+        d.restart()
+
+
+def test_several_desktops_are_independent():
+    ds = [Desktop(session="none", geometry=(640, 480)) for _ in range(3)]
+    try:
+        assert len({d.display for d in ds}) == 3
+        assert len({d.env["XAUTHORITY"] for d in ds}) == 3
+        assert {i.id for i in list_desktops()} >= {d.id for d in ds}
+    finally:
+        for d in ds:
+            d.stop()
