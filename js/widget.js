@@ -86,7 +86,6 @@ function render({ model, el }) {
 	let root = document.createElement("div");
 	root.className = "dw-root";
 	// Keys typed into the desktop must not trigger JupyterLab shortcuts.
-	root.setAttribute("data-lm-suppress-shortcuts", "true");
 	let screen = document.createElement("div");
 	screen.className = "dw-screen";
 	let status = document.createElement("div");

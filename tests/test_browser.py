@@ -1,0 +1,394 @@
+"""End to end in a real browser: JupyterLab, a notebook, a desktop in a cell.
+
+One notebook and one kernel serve the whole module; the tests run in order
+and each builds on the state the previous one left (the desktop, the window
+of known colour, the xterm).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "dw-browser.ipynb"
+#: An unusual colour that nothing on a bare openbox desktop shows by chance.
+PINK = (255, 51, 102)
+#: JPEG and colour conversion may move each channel a little.
+TOLERANCE = 12
+TYPED = "hello desktop"
+
+DEMO = 'from desktop_widget import Desktop; d = Desktop(session="wm"); d'
+
+PIXELS = """\
+# dw-test: pixels
+import os
+import Xlib.X
+import Xlib.display
+os.environ.update(d.env)
+xd = Xlib.display.Display(d.display)
+screen = xd.screen()
+W, H = screen.width_in_pixels, screen.height_in_pixels
+x, y, w, h = W // 2 - 60, H // 2 - 40, 120, 80
+pink = screen.root.create_window(
+    x, y, w, h, 0, screen.root_depth, Xlib.X.InputOutput, Xlib.X.CopyFromParent,
+    background_pixel=0xFF3366, override_redirect=True,
+)
+pink.map()
+xd.sync()
+print("WINDOW", x, y, w, h, "SCREEN", W, H)
+"""
+
+XTERM = """\
+# dw-test: xterm
+import subprocess, time
+out = {out!r}
+term = subprocess.Popen(
+    ["xterm", "-geometry", "80x10+0+0", "-e", "sh", "-c", f"exec cat > {{out}}"],
+    env={{**os.environ, **d.env}},
+)
+
+def find_xterm(window):
+    for child in window.query_tree().children:
+        cls = child.get_wm_class()
+        if cls and "xterm" in cls[0].lower() and child.get_attributes().map_state == Xlib.X.IsViewable:
+            return child
+        found = find_xterm(child)
+        if found:
+            return found
+    return None
+
+deadline = time.monotonic() + 20
+while (win := find_xterm(screen.root)) is None:
+    assert time.monotonic() < deadline, "xterm did not map"
+    time.sleep(0.05)
+geometry = win.get_geometry()
+origin = screen.root.translate_coords(win, 0, 0)
+print("XTERM", origin.x, origin.y, geometry.width, geometry.height)
+"""
+
+STOP = """\
+# dw-test: stop
+d.stop()
+print("STOPPED", d.status)
+"""
+
+
+def notebook_json(typed_path: Path) -> dict:
+    def code(source: str) -> dict:
+        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+
+    filler = "\n\n".join(f"Filler paragraph {i}: the notebook must be taller than the window." for i in range(60))
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+        "cells": [
+            code(DEMO),
+            code(PIXELS),
+            code(XTERM.format(out=str(typed_path))),
+            code(STOP),
+            {"cell_type": "markdown", "metadata": {}, "source": "# The end of the notebook\n\n" + filler},
+        ],
+    }
+
+
+@dataclass
+class Lab:
+    page: object
+    artifacts: Path
+    typed_path: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    xterm: tuple[int, int, int, int] | None = None
+    pink: tuple[int, int, int, int] | None = None
+
+    # -- locators ----------------------------------------------------------
+    def cell(self, marker: str):
+        """The code cell whose source contains ``marker``."""
+        return self.page.locator(".jp-CodeCell").filter(has=self.page.locator(".cm-content", has_text=marker))
+
+    @property
+    def desktop_cell(self):
+        return self.cell("from desktop_widget import Desktop")
+
+    @property
+    def canvas(self):
+        return self.desktop_cell.locator(".jp-OutputArea-output .dw-screen canvas")
+
+    @property
+    def status(self):
+        return self.desktop_cell.locator(".dw-status")
+
+    # -- actions -----------------------------------------------------------
+    def run(self, marker: str) -> None:
+        """Select the cell in command mode (click on its prompt) and run it with Shift+Enter."""
+        self.cell(marker).locator(".jp-InputArea-prompt").click()
+        self.page.keyboard.press("Shift+Enter")
+
+    def output_of(self, marker: str, expect: str, timeout: float = 30) -> str:
+        """Wait for the cell's output to contain ``expect`` (fail at once on a traceback)."""
+        output = self.cell(marker).locator(".jp-OutputArea")
+        deadline = time.monotonic() + timeout
+        while True:
+            text = output.inner_text()
+            if expect in text:
+                return text
+            if "Traceback" in text or "Error" in text:
+                pytest.fail(f"cell {marker!r} failed:\n{text}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"cell {marker!r} printed no {expect!r} in {timeout} s; output:\n{text}")
+            self.page.wait_for_timeout(100)
+
+    def cell_count(self) -> int:
+        return self.page.locator(".jp-Notebook .jp-Cell").count()
+
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        rgba = self.canvas.evaluate(
+            "(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)", [x, y]
+        )
+        return tuple(rgba[:3])
+
+    def wait_pixel(self, x: int, y: int, rgb: tuple[int, int, int], timeout: float = 15) -> None:
+        """Wait until the canvas shows ``rgb`` (within TOLERANCE) at framebuffer pixel (x, y)."""
+        try:
+            self.page.wait_for_function(
+                """([c, x, y, rgb, tol]) => {
+                    const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
+                    return rgb.every((v, i) => Math.abs(d[i] - v) <= tol);
+                }""",
+                arg=[self.canvas.element_handle(), x, y, list(rgb), TOLERANCE],
+                timeout=timeout * 1000,
+            )
+        except Exception as exc:  # noqa: BLE001 - reported with what the canvas shows instead
+            pytest.fail(f"canvas pixel ({x}, {y}) never became {rgb}; it is {self.pixel(x, y)}: {exc}")
+
+    def view_focused(self) -> bool:
+        return self.desktop_cell.locator(".dw-root").evaluate("root => root.contains(document.activeElement)")
+
+    def focus_view(self) -> None:
+        """Click into the xterm inside the canvas: the view takes the keyboard, the xterm the X focus."""
+        x, y, w, h = self.xterm
+        self.canvas.click(position={"x": x + w // 2, "y": y + h // 2})
+        self.page.wait_for_function(
+            "root => root.contains(document.activeElement) && root.classList.contains('dw-focused')",
+            arg=self.desktop_cell.locator(".dw-root").element_handle(),
+            timeout=10_000,
+        )
+
+    def unfocus_view(self) -> None:
+        """Click on another cell's prompt: the notebook is in command mode and the view loses focus."""
+        self.cell("dw-test: stop").locator(".jp-InputArea-prompt").click()
+        self.page.wait_for_function(
+            "root => !root.contains(document.activeElement)",
+            arg=self.desktop_cell.locator(".dw-root").element_handle(),
+            timeout=10_000,
+        )
+
+    def screenshot(self, name: str) -> None:
+        """A picture of the notebook with the desktop's cell at the top."""
+        self.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
+        self.page.screenshot(path=str(self.artifacts / f"browser-{name}.png"), full_page=True)
+
+    def wait_typed(self, expected: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.typed_path.read_text() if self.typed_path.exists() else None
+            if text == expected:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the xterm wrote {text!r} to {self.typed_path}, not {expected!r}")
+            time.sleep(0.05)
+
+
+def _api(jupyter, path: str, method: str = "GET", body: object = None) -> object:
+    request = urllib.request.Request(
+        jupyter.api(path),
+        method=method,
+        headers={"Authorization": f"token {jupyter.token}", "Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode(),
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:
+        data = response.read()
+    return json.loads(data) if data else None
+
+
+def _shutdown_kernels(jupyter, path: str) -> None:
+    """Shut the notebook's kernel down, which also stops any desktop it still owns."""
+    for session in _api(jupyter, "api/sessions"):
+        if session.get("path") == path:
+            _api(jupyter, f"api/sessions/{session['id']}", "DELETE")
+
+
+
+@pytest.fixture(scope="module")
+def lab(jupyter, browser, artifacts):
+    """JupyterLab with the test notebook open; its kernel is shut down at the end."""
+    typed_path = jupyter.root_dir / "typed.txt"
+    typed_path.unlink(missing_ok=True)
+    (jupyter.root_dir / NOTEBOOK).write_text(json.dumps(notebook_json(typed_path), indent=1))
+    # No "get notified about official Jupyter news?" toast over the screenshots.
+    _api(
+        jupyter,
+        "lab/api/settings/@jupyterlab/apputils-extension:notification",
+        "PUT",
+        {"raw": json.dumps({"fetchNews": "false"})},
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page.goto(f"{jupyter.url}lab/tree/{NOTEBOOK}?token={jupyter.token}", timeout=60_000)
+    page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+    lab = Lab(page, artifacts, typed_path)
+    try:
+        yield lab
+    finally:
+        (artifacts / "browser-console.log").write_text("\n".join(console))
+        (artifacts / "browser-timings.json").write_text(json.dumps(lab.timings, indent=1))
+        context.close()
+        _shutdown_kernels(jupyter, NOTEBOOK)
+
+
+def test_demo_cell_connects(lab):
+    start = time.monotonic()
+    lab.run("from desktop_widget import Desktop")
+    lab.canvas.wait_for(state="attached", timeout=45_000)
+    lab.timings["run_to_canvas_s"] = round(time.monotonic() - start, 3)
+    lab.desktop_cell.locator('.dw-status[data-kind="connected"]').wait_for(state="attached", timeout=45_000)
+    lab.timings["run_to_connected_s"] = round(time.monotonic() - start, 3)
+    # The primary view sizes the remote screen to itself (noVNC resizeSession).
+    lab.page.wait_for_function(
+        """c => {
+            const s = c.closest('.dw-screen');
+            return Math.abs(c.width - s.clientWidth) <= 2 && Math.abs(c.height - s.clientHeight) <= 2;
+        }""",
+        arg=lab.canvas.element_handle(),
+        timeout=15_000,
+    )
+    lab.timings["run_to_resized_s"] = round(time.monotonic() - start, 3)
+    box = lab.canvas.bounding_box()
+    assert box["width"] > 600 and box["height"] > 400, box
+    lab.screenshot("1-connected")
+
+
+def test_pixels_of_an_x_window_reach_the_canvas(lab):
+    lab.run("dw-test: pixels")
+    text = lab.output_of("dw-test: pixels", "WINDOW")
+    numbers = [int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+) SCREEN (\d+) (\d+)", text).groups()]
+    x, y, w, h, screen_w, screen_h = numbers
+    lab.pink = (x, y, w, h)
+    size = lab.canvas.evaluate("c => [c.width, c.height]")
+    assert size == [screen_w, screen_h], "the canvas is not the size of the remote screen"
+    lab.wait_pixel(x + w // 2, y + h // 2, PINK)
+    for px, py in ((x + 2, y + 2), (x + w - 3, y + h - 3), (x + w // 2, y + h // 2)):
+        assert all(abs(a - b) <= TOLERANCE for a, b in zip(lab.pixel(px, py), PINK)), (px, py, lab.pixel(px, py))
+    for px, py in ((x - 10, y + h // 2), (x + w + 10, y + h // 2), (x + w // 2, y - 10), (x + w // 2, y + h + 10)):
+        outside = lab.pixel(px, py)
+        assert not all(abs(a - b) <= TOLERANCE for a, b in zip(outside, PINK)), (px, py, outside)
+    lab.screenshot("2-pink-window")
+
+
+def test_typing_reaches_an_x_app(lab):
+    lab.run("dw-test: xterm")
+    text = lab.output_of("dw-test: xterm", "XTERM")
+    lab.xterm = tuple(int(n) for n in re.search(r"XTERM (\d+) (\d+) (\d+) (\d+)", text).groups())
+    x, y, w, h = lab.xterm
+    # xterm's background is white: wait until the canvas shows the window.
+    lab.wait_pixel(x + w - 20, y + h // 2, (255, 255, 255))
+    lab.focus_view()
+    lab.page.keyboard.type(TYPED)
+    lab.page.keyboard.press("Enter")
+    lab.wait_typed(TYPED + "\n")
+    assert lab.view_focused(), "the notebook took the focus back from the view"
+    lab.screenshot("3-typed")
+
+
+def test_keys_in_the_view_are_not_notebook_shortcuts(lab):
+    lab.focus_view()
+    before = lab.cell_count()
+    lab.page.keyboard.press("a")
+    lab.page.keyboard.press("b")
+    lab.page.keyboard.press("Enter")
+    # Once the xterm has the line, JupyterLab has long handled (or ignored) the keys.
+    lab.wait_typed(f"{TYPED}\nab\n")
+    assert lab.cell_count() == before, "a key typed in the view ran a notebook shortcut"
+
+    # Control: the same key in command mode, view not focused, inserts a cell.
+    lab.unfocus_view()
+    lab.page.keyboard.press("a")
+    lab.page.wait_for_function(
+        "n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n", arg=before + 1, timeout=10_000
+    )
+
+
+#: Finds the element that scrolls the notebook (the nearest scrollable ancestor
+#: of the view), remembers it as window.__dwScroller and returns its scrollTop.
+SCROLLER = """
+root => {
+    let el = root.parentElement;
+    while (el && !(el.scrollHeight > el.clientHeight + 10 && /(auto|scroll)/.test(getComputedStyle(el).overflowY))) {
+        el = el.parentElement;
+    }
+    window.__dwScroller = el;
+    return el ? el.scrollTop : null;
+}
+"""
+
+
+def test_wheel_over_an_unfocused_view_scrolls_the_notebook(lab):
+    root = lab.desktop_cell.locator(".dw-root")
+    page = lab.page
+    # Remember every wheel event (a capturing listener on window sees it first)
+    # to tell afterwards whether anything cancelled it.
+    page.evaluate("() => window.addEventListener('wheel', e => { window.__dwWheel = e; }, {capture: true})")
+    x, y, w, h = lab.xterm
+
+    def wheel_over_the_xterm() -> int:
+        # The view at the top of the notebook's window, with room to scroll down.
+        root.evaluate("root => root.scrollIntoView({block: 'start'})")
+        before = root.evaluate(SCROLLER)
+        assert before is not None, "no scrolling container around the view"
+        # Over the xterm: on the bare root window openbox would switch workspaces.
+        box = lab.canvas.bounding_box()
+        page.mouse.move(box["x"] + x + w // 2, box["y"] + y + h // 2)
+        page.evaluate("() => { window.__dwWheel = null; }")
+        page.mouse.wheel(0, 240)
+        page.wait_for_function("() => window.__dwWheel !== null", timeout=10_000)
+        return before
+
+    # Control: a focused view takes the wheel for the desktop (noVNC cancels
+    # it) and the notebook stays put.
+    lab.focus_view()
+    before = wheel_over_the_xterm()
+    page.wait_for_function("() => window.__dwWheel.defaultPrevented", timeout=10_000)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    assert page.evaluate("() => window.__dwScroller.scrollTop") == before, "the notebook scrolled under a focused view"
+
+    # Not focused: the wheel is left alone and scrolls the notebook.
+    lab.unfocus_view()
+    before = wheel_over_the_xterm()
+    page.wait_for_function("before => window.__dwScroller.scrollTop > before", arg=before, timeout=10_000)
+    assert not page.evaluate("() => window.__dwWheel.defaultPrevented"), "the wheel was cancelled"
+    page.screenshot(path=str(lab.artifacts / "browser-5-scrolled.png"))
+
+
+def test_stop_shows_the_stopped_status(lab):
+    lab.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
+    lab.run("dw-test: stop")
+    lab.output_of("dw-test: stop", "STOPPED")
+    lab.desktop_cell.locator('.dw-status[data-kind="stopped"]').wait_for(state="attached", timeout=15_000)
+    assert "stopped" in lab.status.inner_text()
+    lab.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
+    lab.screenshot("6-stopped")
