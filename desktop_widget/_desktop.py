@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import threading
+import time
 import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _options
+from . import _apps, _options, _pointer, _rfb, _screen, _windows, _x
 from ._errors import DesktopStopped
 from ._session import Session
 from ._widget import DesktopView
+from ._windows import Window
+
+#: The size of the last primary view in this process: a new desktop starts at
+#: it, so that the view does not have to resize it (and XFCE draw twice).
+_last_view_size: list[tuple[int, int]] = []
 
 
 class _ViewTrait:
@@ -24,6 +35,32 @@ class _ViewTrait:
         setattr(desktop.view, self.name, value)
 
 
+class _Resources:
+    """What the kernel side holds for a desktop; released before the processes stop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.conn = None
+        self.keyboard = None
+        self.clipboard = None
+        self.apps: list[_apps.App] = []
+
+    def release(self) -> None:
+        with self.lock:
+            _apps.stop_all(self.apps)
+            if self.clipboard is not None:
+                self.clipboard.close()
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+            self.conn = self.keyboard = self.clipboard = None
+
+
+def _shutdown(session: Session, resources: _Resources) -> None:
+    resources.release()
+    session.stop()
+
+
 class Desktop:
     """A private Linux desktop (Xvnc + a session such as XFCE) shown live in the notebook.
 
@@ -33,6 +70,8 @@ class Desktop:
 
     Display it (last expression of a cell, or ``display(d)``) for a live view;
     every view connects through the Jupyter server, never a network port.
+    Everything else (keys, pointer, windows, screenshots) acts on the X server
+    directly from Python: it works with no view open and while a cell runs.
     """
 
     view_only = _ViewTrait()
@@ -41,30 +80,37 @@ class Desktop:
 
     def __init__(
         self,
-        geometry: tuple[int, int] = (1280, 800),
+        geometry: tuple[int, int] | None = None,
         session: str = "auto",
         *,
         view_only: bool = False,
-        scale: bool = False,
+        scale: bool | None = None,
         height: str = "600px",
         frame_rate: int = 60,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = 20.0,
     ) -> None:
+        if scale is None:
+            # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
+            scale = geometry is not None
+        if geometry is None:
+            geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
         options = _options.check_options(geometry, session, frame_rate, cwd, env, timeout)
         # Built before anything starts so that bad view arguments fail early.
         view = DesktopView(view_only=view_only, scale=scale, height=height)
         session_ = Session(options)
         session_.start()
         self._session = session_
+        self._resources = _Resources()
         self.view = view
         with view.hold_trait_notifications():
             view._desktop_id = session_.id
             view._ws_path = f"desktop-widget/{session_.id}/"
             view._set_status(session_.state)
         session_.on_state(view._set_status)
-        self._finalizer = weakref.finalize(self, session_.stop)
+        view.observe(_remember_view_size, "_view_size")
+        self._finalizer = weakref.finalize(self, _shutdown, session_, self._resources)
 
     # -- identity ----------------------------------------------------------
     @property
@@ -92,13 +138,9 @@ class Desktop:
         """Where the X server's and the session's output goes."""
         return self._session.log_path
 
-    def _require_running(self) -> None:
-        if self._session.state in ("stopped", "failed"):
-            raise DesktopStopped(f"desktop {self.id} is {self._session.state}; start a new Desktop()")
-
     # -- lifecycle ---------------------------------------------------------
     def stop(self) -> None:
-        """Stop every process of the desktop and remove its files. Safe to call twice."""
+        """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice."""
         self._finalizer()
 
     def restart(self) -> None:
@@ -112,10 +154,242 @@ class Desktop:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _require_running(self) -> None:
+        if self._session.state in ("stopped", "failed"):
+            raise DesktopStopped(f"desktop {self.id} is {self._session.state}; start a new Desktop()")
+
+    @contextlib.contextmanager
+    def _x(self) -> Iterator[Any]:
+        """The kernel's X connection to this desktop, one user at a time."""
+        self._require_running()
+        with self._resources.lock:
+            if self._resources.conn is None:
+                self._resources.conn = _x.connect(self.display, self._session.xauthority)
+            yield self._resources.conn
+
+    def _keyboard(self, conn: Any) -> Any:
+        if self._resources.keyboard is None:
+            from ._keyboard import Keyboard
+
+            self._resources.keyboard = Keyboard(conn)
+        return self._resources.keyboard
+
+    # -- keyboard ------------------------------------------------------------
+    def key(self, *combos: str) -> None:
+        """Press key combinations in order: ``d.key("ctrl+alt+t")``, ``d.key("ctrl+c", "ctrl+v")``.
+
+        Names are X keysym names or common aliases (ctrl, alt, shift, super,
+        enter, esc, tab, f1, ...), case-insensitive.
+        """
+        with self._x() as conn:
+            self._keyboard(conn).key(*combos)
+            conn.sync()
+
+    def key_down(self, name: str) -> None:
+        """Hold a key down until :meth:`key_up` (e.g. shift while clicking)."""
+        with self._x() as conn:
+            self._keyboard(conn).key_down(name)
+            conn.sync()
+
+    def key_up(self, name: str) -> None:
+        with self._x() as conn:
+            self._keyboard(conn).key_up(name)
+            conn.sync()
+
+    def type(self, text: str, delay: float = 0.0) -> None:
+        """Type any Unicode text, whatever the desktop's keyboard layout; newlines and tabs as keys."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str; got {type(text).__name__}")
+        with self._x() as conn:
+            self._keyboard(conn).type(text, delay=delay)
+            conn.sync()
+
+    # -- pointer -------------------------------------------------------------
+    @property
+    def pointer(self) -> tuple[int, int]:
+        """Where the mouse pointer is now."""
+        with self._x() as conn:
+            return _pointer.position(conn)
+
+    def _point(self, conn: Any, x: int | None, y: int | None) -> tuple[int, int]:
+        if x is None and y is None:
+            return _pointer.position(conn)
+        return _pointer.check_point(x, y, _screen.size(conn))
+
+    def move(self, x: int, y: int) -> None:
+        with self._x() as conn:
+            _pointer.move(conn, *self._point(conn, x, y))
+            conn.sync()
+
+    def click(self, x: int | None = None, y: int | None = None, button: str | int = "left", count: int = 1) -> None:
+        """Click at ``(x, y)``, or where the pointer is; ``count=2`` double-clicks."""
+        number = _pointer.button_number(button)
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive int; got {count!r}")
+        with self._x() as conn:
+            _pointer.move(conn, *self._point(conn, x, y))
+            for _ in range(count):
+                _pointer.press(conn, number)
+                _pointer.release(conn, number)
+            conn.sync()
+
+    def double_click(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
+        self.click(x, y, button, count=2)
+
+    def right_click(self, x: int | None = None, y: int | None = None) -> None:
+        self.click(x, y, "right")
+
+    def drag(self, start: tuple[int, int], end: tuple[int, int], button: str | int = "left", steps: int = 10) -> None:
+        """Press at ``start``, move in ``steps`` to ``end``, release: as a hand would."""
+        number = _pointer.button_number(button)
+        with self._x() as conn:
+            size = _screen.size(conn)
+            x0, y0 = _pointer.check_point(*start, size)
+            x1, y1 = _pointer.check_point(*end, size)
+            _pointer.move(conn, x0, y0)
+            _pointer.press(conn, number)
+            try:
+                for i in range(1, max(1, steps) + 1):
+                    _pointer.move(conn, x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps)
+                    conn.sync()
+            finally:
+                _pointer.release(conn, number)
+                conn.sync()
+
+    def scroll(self, dy: int, dx: int = 0, x: int | None = None, y: int | None = None) -> None:
+        """Scroll by wheel clicks: positive ``dy`` down, positive ``dx`` right."""
+        for name, value in (("dy", dy), ("dx", dx)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int; got {value!r}")
+        with self._x() as conn:
+            if x is not None or y is not None:
+                _pointer.move(conn, *self._point(conn, x, y))
+            _pointer.scroll(conn, dy, dx)
+            conn.sync()
+
+    # -- applications ----------------------------------------------------------
+    def launch(self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> _apps.App:
+        """Start a program on this desktop; it stops with the desktop.
+
+        ``cmd`` is a list, or a string split as a shell would split it (it is
+        never run through a shell). The result is a ``subprocess.Popen``; its
+        output goes to ``app.log_path`` (``app.log()`` reads it).
+        """
+        self._require_running()
+        full_env = _options.desktop_environ(self._session.options, self._session.xauthority)
+        full_env.update(self.env)
+        if env:
+            full_env.update(env)
+        app = _apps.launch(cmd, full_env, cwd or self._session.options.cwd, str(self._session.directory))
+        with self._resources.lock:
+            self._resources.apps = [a for a in self._resources.apps if a.poll() is None] + [app]
+        return app
+
+    # -- windows -------------------------------------------------------------
+    def windows(self) -> list[Window]:
+        """The top-level windows now on the desktop."""
+        with self._x() as conn:
+            return [Window(_desktop=self, **info) for info in _windows.list_windows(conn)]
+
+    def wait_for_window(
+        self,
+        title: str | re.Pattern | None = None,
+        wm_class: str | re.Pattern | None = None,
+        pid: int | None = None,
+        timeout: float = 10.0,
+    ) -> Window:
+        """The first window that matches (substrings are case-insensitive; patterns are searched)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.windows()
+            for window in found:
+                if _windows.matches(vars(window), title, wm_class, pid):
+                    return window
+            if time.monotonic() > deadline:
+                wanted = ", ".join(
+                    f"{k}={v!r}" for k, v in (("title", title), ("wm_class", wm_class), ("pid", pid)) if v
+                )
+                have = "; ".join(f"{w.title!r} ({w.wm_class}, pid {w.pid})" for w in found) or "none"
+                raise TimeoutError(f"no window with {wanted} within {timeout:g} s; the windows are: {have}")
+            time.sleep(0.05)
+
+    def _window_op(self, op: Callable[[Any, int], Any], wid: int) -> Any:
+        with self._x() as conn:
+            result = op(conn, wid)
+            conn.sync()
+            return result
+
+    # -- screen --------------------------------------------------------------
+    @property
+    def size(self) -> tuple[int, int]:
+        """The X screen's ``(width, height)`` now."""
+        with self._x() as conn:
+            return _screen.size(conn)
+
+    def screenshot(self, region: tuple[int, int, int, int] | None = None) -> Any:
+        """The screen (or ``region=(x, y, width, height)``) as a ``PIL.Image``; shows as a PNG in a notebook."""
+        with self._x() as conn:
+            size = _screen.size(conn)
+            return _screen.grab(conn, (0, 0, *size) if region is None else _screen.check_region(region, size))
+
+    def resize(self, width: int, height: int) -> None:
+        """Change the X screen size; open views follow (and from now on scale, keeping this size)."""
+        _options.check_geometry((width, height))
+        self._require_running()
+        _rfb.set_desktop_size(self._session.socket, width, height)
+        self.view.scale = True
+
+    # -- clipboard -----------------------------------------------------------
+    @property
+    def clipboard(self) -> str:
+        """The text of the desktop's CLIPBOARD selection ("" when empty)."""
+        with self._x():
+            return self._clipboard().get()
+
+    @clipboard.setter
+    def clipboard(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise TypeError(f"the clipboard holds text; got {type(text).__name__}")
+        with self._x():
+            self._clipboard().set(text)
+        self.view.clipboard = text
+
+    def _clipboard(self) -> Any:
+        if self._resources.clipboard is None:
+            from ._clipboard import Clipboard
+
+            self._resources.clipboard = Clipboard(_x.connect(self.display, self._session.xauthority))
+        return self._resources.clipboard
+
+    # -- environment ---------------------------------------------------------
+    @contextlib.contextmanager
+    def as_default(self) -> Iterator[Desktop]:
+        """Within the block, X programs and toolkits opened by this process (Tk, Qt, matplotlib) use this desktop."""
+        self._require_running()
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            yield self
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
     # -- display -----------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.view._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
-        width, height = self._session.options.geometry
+        if self.status in ("stopped", "failed"):
+            return f"<Desktop {self.id} {self.status}>"
+        width, height = self.size
         return f"<Desktop {self.id} display={self.display} {width}x{height} {self.status}>"
+
+
+def _remember_view_size(change: dict) -> None:
+    size = change["new"]
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        with contextlib.suppress(ValueError, TypeError):
+            _last_view_size[:] = [_options.check_geometry(tuple(size))]

@@ -36,6 +36,10 @@ class DesktopView(anywidget.AnyWidget):
     view_only = traitlets.Bool(False).tag(sync=True)
     scale = traitlets.Bool(False).tag(sync=True)
     height = traitlets.Unicode("600px").tag(sync=True)
+    #: The desktop's clipboard text as the views last saw it (noVNC's clipboard events).
+    clipboard = traitlets.Unicode("").tag(sync=True)
+    #: The primary view's size in CSS pixels, reported by the view.
+    _view_size = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
 
     def __init__(self, **kwargs: object) -> None:
         unknown = set(kwargs) - set(self.class_trait_names())

@@ -1,0 +1,52 @@
+"""The mouse, through XTEST: no subprocess per event."""
+
+from __future__ import annotations
+
+from Xlib import X
+from Xlib.display import Display
+from Xlib.ext import xtest
+
+BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
+
+
+def button_number(button: object) -> int:
+    if isinstance(button, str) and button.lower() in BUTTONS:
+        return BUTTONS[button.lower()]
+    if isinstance(button, int) and not isinstance(button, bool) and 1 <= button <= 9:
+        return button
+    raise ValueError(f"unknown button {button!r}: use one of {', '.join(BUTTONS)} or a number 1-9")
+
+
+def check_point(x: object, y: object, screen: tuple[int, int]) -> tuple[int, int]:
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int; got {value!r}")
+    if not (0 <= x < screen[0] and 0 <= y < screen[1]):
+        raise ValueError(f"({x}, {y}) is outside the {screen[0]}x{screen[1]} screen")
+    return x, y
+
+
+def move(conn: Display, x: int, y: int) -> None:
+    xtest.fake_input(conn, X.MotionNotify, detail=0, root=conn.screen().root, x=x, y=y)
+
+
+def press(conn: Display, button: int) -> None:
+    xtest.fake_input(conn, X.ButtonPress, button)
+
+
+def release(conn: Display, button: int) -> None:
+    xtest.fake_input(conn, X.ButtonRelease, button)
+
+
+def position(conn: Display) -> tuple[int, int]:
+    reply = conn.screen().root.query_pointer()
+    return reply.root_x, reply.root_y
+
+
+def scroll(conn: Display, dy: int, dx: int) -> None:
+    """Positive ``dy`` scrolls down (button 5), negative up (4); ``dx`` right (7) / left (6)."""
+    for amount, positive, negative in ((dy, 5, 4), (dx, 7, 6)):
+        button = positive if amount > 0 else negative
+        for _ in range(abs(amount)):
+            press(conn, button)
+            release(conn, button)

@@ -1,0 +1,188 @@
+"""Top-level windows of a desktop, through EWMH where a window manager runs and plain X where none does."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from Xlib import X, Xatom, error
+from Xlib.display import Display
+from Xlib.protocol import event
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ._desktop import Desktop
+
+Pattern = str | re.Pattern
+
+
+@dataclass(frozen=True)
+class Window:
+    """A top-level window as it was when listed; its methods act on the live window."""
+
+    id: int
+    title: str
+    wm_class: str
+    wm_instance: str
+    pid: int | None
+    geometry: tuple[int, int, int, int]  # x, y, width, height on the screen
+    focused: bool
+    _desktop: Desktop = field(repr=False, compare=False)
+
+    def activate(self) -> None:
+        """Raise the window and give it the keyboard focus."""
+        self._desktop._window_op(_activate, self.id)
+
+    def move(self, x: int, y: int) -> None:
+        self._desktop._window_op(
+            lambda conn, wid: conn.create_resource_object("window", wid).configure(x=x, y=y), self.id
+        )
+
+    def resize(self, width: int, height: int) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"window size must be positive; got {width}x{height}")
+        self._desktop._window_op(
+            lambda conn, wid: conn.create_resource_object("window", wid).configure(width=width, height=height), self.id
+        )
+
+    def close(self) -> None:
+        """Ask the window to close (WM_DELETE_WINDOW), as its close button would."""
+        self._desktop._window_op(_close, self.id)
+
+    def screenshot(self) -> Image.Image:
+        """The window's current pixels (what is on screen where the window is)."""
+        x, y, w, h = self._desktop._window_op(_geometry, self.id)
+        sw, sh = self._desktop.size
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(sw, x + w), min(sh, y + h)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"window {self.id:#x} ({self.title!r}) is not on the screen")
+        return self._desktop.screenshot(region=(x0, y0, x1 - x0, y1 - y0))
+
+
+def _prop(conn: Display, window: Any, name: str, kind: int) -> Any:
+    try:
+        reply = window.get_full_property(conn.get_atom(name), kind)
+    except error.XError:
+        return None
+    return reply.value if reply is not None else None
+
+
+def _has_wm(conn: Display) -> bool:
+    return bool(_prop(conn, conn.screen().root, "_NET_SUPPORTING_WM_CHECK", Xatom.WINDOW))
+
+
+def _top_level_ids(conn: Display) -> list[int]:
+    root = conn.screen().root
+    clients = _prop(conn, root, "_NET_CLIENT_LIST", Xatom.WINDOW)
+    if clients is not None and _has_wm(conn):
+        return list(clients)
+    # No window manager: the applications' windows are the root's mapped children.
+    found = []
+    for child in root.query_tree().children:
+        try:
+            if child.get_attributes().map_state == X.IsViewable and not child.get_attributes().override_redirect:
+                found.append(child.id)
+        except error.XError:
+            continue
+    return found
+
+
+def _geometry(conn: Display, wid: int) -> tuple[int, int, int, int]:
+    window = conn.create_resource_object("window", wid)
+    geometry = window.get_geometry()
+    origin = window.translate_coords(conn.screen().root, 0, 0)
+    return -origin.x, -origin.y, geometry.width, geometry.height
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def describe(conn: Display, wid: int) -> dict | None:
+    """The fields of a Window, or None if it vanished meanwhile."""
+    window = conn.create_resource_object("window", wid)
+    try:
+        title = _prop(conn, window, "_NET_WM_NAME", conn.get_atom("UTF8_STRING"))
+        if title is None:
+            title = _prop(conn, window, "WM_NAME", X.AnyPropertyType)
+        wm_class = window.get_wm_class() or ("", "")
+        pid = _prop(conn, window, "_NET_WM_PID", Xatom.CARDINAL)
+        geometry = _geometry(conn, wid)
+    except error.XError:
+        return None
+    return {
+        "id": wid,
+        "title": _text(title),
+        "wm_instance": wm_class[0],
+        "wm_class": wm_class[1],
+        "pid": int(pid[0]) if pid else None,
+        "geometry": geometry,
+    }
+
+
+def list_windows(conn: Display) -> list[dict]:
+    root = conn.screen().root
+    active = _prop(conn, root, "_NET_ACTIVE_WINDOW", Xatom.WINDOW)
+    focus = conn.get_input_focus().focus
+    focus_id = focus.id if hasattr(focus, "id") else None
+    found = []
+    for wid in _top_level_ids(conn):
+        info = describe(conn, wid)
+        if info is not None:
+            info["focused"] = bool(active and active[0] == wid) or focus_id == wid
+            found.append(info)
+    return found
+
+
+def matches(info: dict, title: Pattern | None, wm_class: Pattern | None, pid: int | None) -> bool:
+    def match(pattern: Pattern | None, *values: str) -> bool:
+        if pattern is None:
+            return True
+        if isinstance(pattern, re.Pattern):
+            return any(pattern.search(v) for v in values)
+        return any(pattern.lower() in v.lower() for v in values)
+
+    return (
+        match(title, info["title"])
+        and match(wm_class, info["wm_class"], info["wm_instance"])
+        and (pid is None or info["pid"] == pid)
+    )
+
+
+def _client_message(conn: Display, wid: int, name: str, data: list[int], to_root: bool) -> None:
+    window = conn.create_resource_object("window", wid)
+    message = event.ClientMessage(window=window, client_type=conn.get_atom(name), data=(32, (data + [0] * 5)[:5]))
+    if to_root:
+        mask = X.SubstructureRedirectMask | X.SubstructureNotifyMask
+        conn.screen().root.send_event(message, event_mask=mask)
+    else:
+        window.send_event(message)
+
+
+def _activate(conn: Display, wid: int) -> None:
+    window = conn.create_resource_object("window", wid)
+    if _has_wm(conn):
+        _client_message(conn, wid, "_NET_ACTIVE_WINDOW", [2, X.CurrentTime, 0], to_root=True)
+    else:
+        window.configure(stack_mode=X.Above)
+        window.set_input_focus(X.RevertToParent, X.CurrentTime)
+
+
+def _close(conn: Display, wid: int) -> None:
+    window = conn.create_resource_object("window", wid)
+    protocols = window.get_wm_protocols() or []
+    delete = conn.get_atom("WM_DELETE_WINDOW")
+    if delete not in protocols:
+        raise RuntimeError(
+            f"window {wid:#x} does not accept WM_DELETE_WINDOW; stop its process instead (Desktop.launch returns it)"
+        )
+    message = event.ClientMessage(
+        window=window, client_type=conn.get_atom("WM_PROTOCOLS"), data=(32, [delete, X.CurrentTime, 0, 0, 0])
+    )
+    window.send_event(message)
