@@ -44,6 +44,7 @@ class _Resources:
         self.keyboard = None
         self.clipboard = None
         self.apps: list[_apps.App] = []
+        self.wm_seen = False
 
     def release(self) -> None:
         with self.lock:
@@ -239,9 +240,22 @@ class Desktop:
     def right_click(self, x: int | None = None, y: int | None = None) -> None:
         self.click(x, y, "right")
 
-    def drag(self, start: tuple[int, int], end: tuple[int, int], button: str | int = "left", steps: int = 10) -> None:
-        """Press at ``start``, move in ``steps`` to ``end``, release: as a hand would."""
+    def drag(
+        self,
+        start: tuple[int, int],
+        end: tuple[int, int],
+        button: str | int = "left",
+        steps: int = 10,
+        duration: float = 0.2,
+    ) -> None:
+        """Press at ``start``, move in ``steps`` over ``duration`` seconds to ``end``, release.
+
+        The pauses matter: toolkits merge motion events that arrive together,
+        and drag-and-drop code often waits for several of them.
+        """
         number = _pointer.button_number(button)
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive int; got {steps!r}")
         with self._x() as conn:
             size = _screen.size(conn)
             x0, y0 = _pointer.check_point(*start, size)
@@ -249,9 +263,10 @@ class Desktop:
             _pointer.move(conn, x0, y0)
             _pointer.press(conn, number)
             try:
-                for i in range(1, max(1, steps) + 1):
-                    _pointer.move(conn, x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps)
+                for i in range(1, steps + 1):
                     conn.sync()
+                    time.sleep(duration / steps)
+                    _pointer.move(conn, x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps)
             finally:
                 _pointer.release(conn, number)
                 conn.sync()
@@ -276,6 +291,7 @@ class Desktop:
         output goes to ``app.log_path`` (``app.log()`` reads it).
         """
         self._require_running()
+        self._wait_for_window_manager()
         full_env = _options.desktop_environ(self._session.options, self._session.xauthority)
         full_env.update(self.env)
         if env:
@@ -284,6 +300,23 @@ class Desktop:
         with self._resources.lock:
             self._resources.apps = [a for a in self._resources.apps if a.poll() is None] + [app]
         return app
+
+    def _wait_for_window_manager(self, timeout: float = 5.0) -> None:
+        """Let the session's window manager come up before a program maps its window.
+
+        A window mapped while the manager starts may never be managed (no
+        frame, no focus); ``Desktop()`` does not wait for the manager itself
+        because most uses do not need it.
+        """
+        if not self._session.has_wm or self._resources.wm_seen:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._x() as conn:
+                if _windows.has_wm(conn):
+                    self._resources.wm_seen = True
+                    return
+            time.sleep(0.02)
 
     # -- windows -------------------------------------------------------------
     def windows(self) -> list[Window]:

@@ -21,6 +21,7 @@ MAX_SIZE = 8192
 SESSION_KINDS = ("auto", "xfce", "wm", "none")
 #: Light window managers, best first, and the arguments that start them bare.
 WINDOW_MANAGERS = (("openbox", ()), ("xfwm4", ()), ("fluxbox", ()), ("icewm", ()), ("twm", ()))
+WINDOW_MANAGER_NAMES = frozenset({"xfce4-session"} | {wm for wm, _ in WINDOW_MANAGERS})
 XSTARTUP_ENV = ("DESKTOP_WIDGET_XSTARTUP", "JUPYTER_REMOTE_DESKTOP_PROXY_XSTARTUP")
 #: Variables of the kernel's environment that would make desktop programs talk
 #: to the wrong session.

@@ -72,6 +72,8 @@ class Session:
         """Start the desktop; return once its RFB socket answers."""
         xvnc = _options.find_xvnc()
         session_argv = _options.session_command(self.options.session)
+        #: Whether a window manager will run (it takes a moment to appear).
+        self.has_wm = bool(session_argv) and os.path.basename(session_argv[-1]) in _options.WINDOW_MANAGER_NAMES
         self.directory = _registry.private_dir(self.id)
         try:
             self._start(xvnc, session_argv)

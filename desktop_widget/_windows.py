@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from Xlib import X, Xatom, error
 from Xlib.display import Display
+from Xlib.ext import res
 from Xlib.protocol import event
 
 if TYPE_CHECKING:
@@ -73,16 +74,28 @@ def _has_wm(conn: Display) -> bool:
     return bool(_prop(conn, conn.screen().root, "_NET_SUPPORTING_WM_CHECK", Xatom.WINDOW))
 
 
+def has_wm(conn: Display) -> bool:
+    return _has_wm(conn)
+
+
 def _top_level_ids(conn: Display) -> list[int]:
+    """Managed windows (EWMH client list) and unmanaged application windows.
+
+    Without a window manager every application window is a mapped child of
+    the root; with one, such a child that has a WM_CLASS is a window the
+    manager missed (e.g. mapped while it was starting), still on screen.
+    """
     root = conn.screen().root
-    clients = _prop(conn, root, "_NET_CLIENT_LIST", Xatom.WINDOW)
-    if clients is not None and _has_wm(conn):
-        return list(clients)
-    # No window manager: the applications' windows are the root's mapped children.
-    found = []
+    clients = _prop(conn, root, "_NET_CLIENT_LIST", Xatom.WINDOW) if _has_wm(conn) else None
+    found = list(clients or [])
     for child in root.query_tree().children:
+        if child.id in found:
+            continue
         try:
-            if child.get_attributes().map_state == X.IsViewable and not child.get_attributes().override_redirect:
+            attributes = child.get_attributes()
+            if attributes.map_state != X.IsViewable or attributes.override_redirect:
+                continue
+            if clients is None or child.get_wm_class():
                 found.append(child.id)
         except error.XError:
             continue
@@ -113,6 +126,7 @@ def describe(conn: Display, wid: int) -> dict | None:
             title = _prop(conn, window, "WM_NAME", X.AnyPropertyType)
         wm_class = window.get_wm_class() or ("", "")
         pid = _prop(conn, window, "_NET_WM_PID", Xatom.CARDINAL)
+        pid = int(pid[0]) if pid else _client_pid(conn, wid)
         geometry = _geometry(conn, wid)
     except error.XError:
         return None
@@ -121,9 +135,27 @@ def describe(conn: Display, wid: int) -> dict | None:
         "title": _text(title),
         "wm_instance": wm_class[0],
         "wm_class": wm_class[1],
-        "pid": int(pid[0]) if pid else None,
+        "pid": pid,
         "geometry": geometry,
     }
+
+
+def _client_pid(conn: Display, wid: int) -> int | None:
+    """The pid of the client that made the window, from the X server itself (X-Resource).
+
+    Toolkits such as Tk do not set _NET_WM_PID; the server knows the pid of
+    every local client anyway.
+    """
+    if not conn.has_extension("X-Resource"):
+        return None
+    try:
+        reply = conn.res_query_client_ids([{"client": wid, "mask": res.LocalClientPIDMask}])
+    except error.XError:
+        return None
+    for item in reply.ids:
+        if item.spec.mask == res.LocalClientPIDMask and item.value:
+            return int(item.value[0])
+    return None
 
 
 def list_windows(conn: Display) -> list[dict]:

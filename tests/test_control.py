@@ -1,0 +1,264 @@
+"""Driving a real desktop from Python: pointer, windows, screen, clipboard, apps."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from Xlib import X
+
+from desktop_widget import Desktop, DesktopStopped, _x
+from tests._procs import alive
+
+PROBE = str(Path(__file__).with_name("_tkprobe.py"))
+
+
+@pytest.fixture(scope="module")
+def d():
+    desktop = Desktop(session="wm", geometry=(1280, 800))
+    yield desktop
+    desktop.stop()
+
+
+class Probe:
+    """A running _tkprobe.py and the events it reported."""
+
+    def __init__(self, d: Desktop, tmp_path: Path, *args: str) -> None:
+        self.out = tmp_path / f"probe-{time.monotonic_ns()}.jsonl"
+        self.app = d.launch([sys.executable, PROBE, str(self.out), *args])
+        self.ready = self.wait("ready")
+        d.wait_for_window(pid=self.app.pid, timeout=10).activate()
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        if not self.out.exists():
+            return []
+        rows = [json.loads(line) for line in self.out.read_text().splitlines()]
+        return [r for r in rows if kind is None or r["kind"] == kind]
+
+    def wait(self, kind: str, count: int = 1, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while len(self.events(kind)) < count:
+            assert self.app.poll() is None, self.app.log()
+            assert time.monotonic() < deadline, f"no {kind!r} event; got {self.events()}"
+            time.sleep(0.02)
+        return self.events(kind)[count - 1]
+
+    def close(self) -> None:
+        self.app.terminate()
+        self.app.wait(5)
+
+
+@pytest.fixture
+def probe(d, tmp_path):
+    probes = []
+
+    def start(*args: str) -> Probe:
+        probes.append(Probe(d, tmp_path, *args))
+        return probes[-1]
+
+    yield start
+    for p in probes:
+        p.close()
+
+
+def test_click_presses_a_tk_button(d, probe):
+    p = probe()
+    bx, by = p.ready["button"]
+    assert p.events("button") == []
+    d.click(bx, by)
+    p.wait("button")
+    assert d.pointer == (bx, by)
+    d.double_click(bx, by)
+    p.wait("button", count=3)
+
+
+def test_drag_and_scroll(d, probe):
+    p = probe()
+    cx, cy, cw, ch = p.ready["canvas"]
+    start, end = (cx + 20, cy + 20), (cx + cw - 20, cy + ch - 20)
+    d.drag(start, end, steps=5)
+    press, release = p.wait("press"), p.wait("release")
+    assert (press["x"], press["y"]) == start
+    assert (release["x"], release["y"]) == end
+    assert len(p.events("motion")) >= 3
+    d.scroll(3, x=cx + 50, y=cy + 50)
+    d.scroll(-2)
+    p.wait("wheel", count=5)
+    assert [e["num"] for e in p.events("wheel")] == [5, 5, 5, 4, 4]
+
+
+def test_scroll_buttons_seen_by_an_x_window(d):
+    # Tk 8.6 folds horizontal wheel buttons into others, so a bare X window checks them.
+    conn = _x.connect(d.display, d.env["XAUTHORITY"])
+    try:
+        screen = conn.screen()
+        win = screen.root.create_window(
+            0, 0, 300, 200, 0, screen.root_depth, event_mask=X.ButtonPressMask, override_redirect=True
+        )
+        win.map()
+        conn.sync()
+        deadline = time.monotonic() + 5
+        while d.screenshot(region=(5, 5, 1, 1)).getpixel((0, 0)) != (0, 0, 0):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        d.scroll(2, dx=-1, x=50, y=50)
+        d.scroll(-1, dx=2)
+        seen = []
+        while len(seen) < 6 and time.monotonic() < deadline:
+            while conn.pending_events():
+                seen.append(conn.next_event().detail)
+            time.sleep(0.01)
+        assert seen == [5, 5, 6, 4, 7, 7]
+    finally:
+        conn.close()
+
+
+def test_screenshot_shows_a_window_of_known_colour(d):
+    conn = _x.connect(d.display, d.env["XAUTHORITY"])
+    try:
+        screen = conn.screen()
+        colour = (255, 51, 102)
+        pixel = screen.default_colormap.alloc_color(*(c * 257 for c in colour)).pixel
+        win = screen.root.create_window(
+            100, 120, 200, 100, 0, screen.root_depth, background_pixel=pixel, override_redirect=True
+        )
+        win.map()
+        conn.sync()
+        deadline = time.monotonic() + 5
+        while d.screenshot(region=(150, 150, 1, 1)).getpixel((0, 0)) != colour:
+            assert time.monotonic() < deadline, "the window never appeared in a screenshot"
+            time.sleep(0.02)
+        shot = d.screenshot()
+        assert shot.size == d.size == (1280, 800)
+        assert shot.getpixel((100, 120)) == colour  # the window's top-left pixel
+        assert shot.getpixel((299, 219)) == colour  # its bottom-right pixel
+        assert shot.getpixel((99, 120)) != colour
+        assert shot.getpixel((300, 219)) != colour
+        part = d.screenshot(region=(90, 110, 40, 30))
+        assert part.size == (40, 30)
+        assert part.getpixel((10, 10)) == colour
+        assert part.getpixel((5, 5)) != colour
+        win.destroy()
+        conn.sync()
+    finally:
+        conn.close()
+
+
+def test_launch_wait_close_and_stop_with_desktop(tmp_path):
+    with Desktop(session="wm", geometry=(800, 600)) as d2:
+        app = d2.launch("xterm -title 'my term' -geometry 40x8+10+10")
+        window = d2.wait_for_window(title="my term", wm_class="xterm")
+        assert window.pid == app.pid
+        assert d2.wait_for_window(title=__import__("re").compile(r"^my\s+t")).id == window.id
+        window.close()
+        assert app.wait(5) == 0
+        lingering = d2.launch(["sleep", "600"])
+        with pytest.raises(TimeoutError, match=r"windows are: none|my term"):
+            d2.wait_for_window(title="does not exist", timeout=0.3)
+    assert lingering.poll() is not None
+    assert not alive(lingering.pid)
+
+
+def test_window_move_resize_activate_screenshot(d):
+    app = d.launch(["xterm", "-title", "mover", "-bg", "#00ff00", "-geometry", "30x5+10+10"])
+    try:
+        w = d.wait_for_window(title="mover")
+        w.move(300, 200)
+        w.resize(240, 160)
+        deadline = time.monotonic() + 5
+        # xterm sizes itself in whole character cells, so "about" 240x160.
+        while abs((g := d.wait_for_window(title="mover").geometry)[2] - 240) > 8 or abs(g[3] - 160) > 16 or g[0] < 290:
+            assert time.monotonic() < deadline, g
+            time.sleep(0.05)
+        w.activate()
+        assert d.wait_for_window(title="mover").focused
+        image = w.screenshot()
+        assert image.size == g[2:]
+        assert image.getpixel((g[2] // 2, g[3] - 5)) == (0, 255, 0)  # xterm's background, below its text
+    finally:
+        app.kill()
+        app.wait()
+
+
+def test_resize_changes_the_screen(d):
+    d.resize(1024, 768)
+    try:
+        assert d.size == (1024, 768)
+        assert d.screenshot().size == (1024, 768)
+        assert d.view.scale is True  # views keep the size asked for
+    finally:
+        d.resize(1280, 800)
+
+
+def test_clipboard_round_trip(d, probe):
+    d.clipboard = "héllo ✓ from the kernel"
+    reader = probe("clip-read")
+    assert reader.wait("clipboard")["text"] == "héllo ✓ from the kernel"
+    writer = probe("clip-set", "set by an X app ✓")
+    writer.wait("clipboard-set")
+    assert d.clipboard == "set by an X app ✓"
+
+
+def test_as_default_puts_tk_windows_on_the_desktop(d):
+    before = os.environ.get("DISPLAY")
+    import tkinter
+
+    with d.as_default():
+        assert os.environ["DISPLAY"] == d.display
+        root = tkinter.Tk()
+        root.title("made in the kernel")
+        root.update()
+        try:
+            assert d.wait_for_window(title="made in the kernel", timeout=5)
+        finally:
+            root.destroy()
+    assert os.environ.get("DISPLAY") == before
+
+
+def test_bad_input(d):
+    w, h = d.size
+    with pytest.raises(ValueError, match="outside"):
+        d.click(w, 10)
+    with pytest.raises(ValueError, match="outside"):
+        d.move(-1, 0)
+    with pytest.raises(TypeError):
+        d.click(1.5, 2)
+    with pytest.raises(ValueError, match="unknown button"):
+        d.click(1, 1, button="thumb")
+    for size in [(0, 0), (100000, 100000)]:
+        with pytest.raises(ValueError, match="between"):
+            d.resize(*size)
+    with pytest.raises(FileNotFoundError, match="no-such-program"):
+        d.launch("no-such-program --flag")
+    with pytest.raises(ValueError, match="not inside"):
+        d.screenshot(region=(0, 0, w + 1, 10))
+    with pytest.raises(TypeError):
+        d.clipboard = b"bytes"
+    assert d.size == (w, h)
+
+
+def test_stopped_desktop_raises_clearly():
+    d2 = Desktop(session="none", geometry=(640, 480))
+    d2.stop()
+    for call in (lambda: d2.click(1, 1), lambda: d2.screenshot(), lambda: d2.launch("xterm"), lambda: d2.size):
+        with pytest.raises(DesktopStopped, match="stopped"):
+            call()
+
+
+def test_x_clients_without_the_cookie_are_refused(d):
+    import subprocess
+
+    result = subprocess.run(
+        ["xdpyinfo", "-display", d.display],
+        env={**os.environ, "XAUTHORITY": "/dev/null"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    ok = subprocess.run(["xdpyinfo"], env={**os.environ, **d.env}, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert X.NONE == 0  # keep the Xlib import honest
