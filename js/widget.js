@@ -86,6 +86,7 @@ function render({ model, el }) {
 	let root = document.createElement("div");
 	root.className = "dw-root";
 	// Keys typed into the desktop must not trigger JupyterLab shortcuts.
+	root.setAttribute("data-lm-suppress-shortcuts", "true");
 	let screen = document.createElement("div");
 	screen.className = "dw-screen";
 	let status = document.createElement("div");

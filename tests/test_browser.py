@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -81,11 +83,24 @@ print("STOPPED", d.status)
 """
 
 
+def near(rgb: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    return all(abs(a - b) <= TOLERANCE for a, b in zip(rgb, expected, strict=True))
+
+
 def notebook_json(typed_path: Path) -> dict:
     def code(source: str) -> dict:
         return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
 
     filler = "\n\n".join(f"Filler paragraph {i}: the notebook must be taller than the window." for i in range(60))
+    cells = [
+        code(DEMO),
+        code(PIXELS),
+        code(XTERM.format(out=str(typed_path))),
+        code(STOP),
+        {"cell_type": "markdown", "metadata": {}, "source": "# The end of the notebook\n\n" + filler},
+    ]
+    for number, cell in enumerate(cells):
+        cell["id"] = f"cell-{number}"
     return {
         "nbformat": 4,
         "nbformat_minor": 5,
@@ -93,13 +108,7 @@ def notebook_json(typed_path: Path) -> dict:
             "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
             "language_info": {"name": "python"},
         },
-        "cells": [
-            code(DEMO),
-            code(PIXELS),
-            code(XTERM.format(out=str(typed_path))),
-            code(STOP),
-            {"cell_type": "markdown", "metadata": {}, "source": "# The end of the notebook\n\n" + filler},
-        ],
+        "cells": cells,
     }
 
 
@@ -110,7 +119,6 @@ class Lab:
     typed_path: Path
     timings: dict[str, float] = field(default_factory=dict)
     xterm: tuple[int, int, int, int] | None = None
-    pink: tuple[int, int, int, int] | None = None
 
     # -- locators ----------------------------------------------------------
     def cell(self, marker: str):
@@ -132,21 +140,24 @@ class Lab:
     # -- actions -----------------------------------------------------------
     def run(self, marker: str) -> None:
         """Select the cell in command mode (click on its prompt) and run it with Shift+Enter."""
-        self.cell(marker).locator(".jp-InputArea-prompt").click()
+        prompt = self.cell(marker).locator(".jp-InputArea-prompt")
+        prompt.click()
         self.page.keyboard.press("Shift+Enter")
+        # "[*]:" while it runs, "[n]:" once done; "[ ]:" means it never started.
+        expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=10_000)
 
-    def output_of(self, marker: str, expect: str, timeout: float = 30) -> str:
-        """Wait for the cell's output to contain ``expect`` (fail at once on a traceback)."""
+    def output_of(self, marker: str, wanted: str, timeout: float = 30) -> str:
+        """Wait for the cell's output to contain ``wanted`` (fail at once on a traceback)."""
         output = self.cell(marker).locator(".jp-OutputArea")
         deadline = time.monotonic() + timeout
         while True:
             text = output.inner_text()
-            if expect in text:
+            if wanted in text:
                 return text
-            if "Traceback" in text or "Error" in text:
+            if "Traceback" in text:
                 pytest.fail(f"cell {marker!r} failed:\n{text}")
             if time.monotonic() > deadline:
-                pytest.fail(f"cell {marker!r} printed no {expect!r} in {timeout} s; output:\n{text}")
+                pytest.fail(f"cell {marker!r} printed no {wanted!r} in {timeout} s; output:\n{text}")
             self.page.wait_for_timeout(100)
 
     def cell_count(self) -> int:
@@ -169,7 +180,7 @@ class Lab:
                 arg=[self.canvas.element_handle(), x, y, list(rgb), TOLERANCE],
                 timeout=timeout * 1000,
             )
-        except Exception as exc:  # noqa: BLE001 - reported with what the canvas shows instead
+        except PlaywrightTimeout as exc:
             pytest.fail(f"canvas pixel ({x}, {y}) never became {rgb}; it is {self.pixel(x, y)}: {exc}")
 
     def view_focused(self) -> bool:
@@ -197,16 +208,18 @@ class Lab:
     def screenshot(self, name: str) -> None:
         """A picture of the notebook with the desktop's cell at the top."""
         self.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
+        self.page.mouse.move(1, 1)  # no hover effects in the picture
         self.page.screenshot(path=str(self.artifacts / f"browser-{name}.png"), full_page=True)
 
-    def wait_typed(self, expected: str, timeout: float = 15) -> None:
+    def wait_typed(self, expected: str, timeout: float = 15, hint=lambda: "") -> None:
+        """Wait for the xterm's ``cat`` to have written exactly ``expected``."""
         deadline = time.monotonic() + timeout
         while True:
             text = self.typed_path.read_text() if self.typed_path.exists() else None
             if text == expected:
                 return
             if time.monotonic() > deadline:
-                pytest.fail(f"the xterm wrote {text!r} to {self.typed_path}, not {expected!r}")
+                pytest.fail(f"the xterm wrote {text!r} to {self.typed_path}, not {expected!r}. {hint()}")
             time.sleep(0.05)
 
 
@@ -227,7 +240,6 @@ def _shutdown_kernels(jupyter, path: str) -> None:
     for session in _api(jupyter, "api/sessions"):
         if session.get("path") == path:
             _api(jupyter, f"api/sessions/{session['id']}", "DELETE")
-
 
 
 @pytest.fixture(scope="module")
@@ -251,14 +263,26 @@ def lab(jupyter, browser, artifacts):
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     page.goto(f"{jupyter.url}lab/tree/{NOTEBOOK}?token={jupyter.token}", timeout=60_000)
     page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+    # A cell run before the kernel is connected is silently dropped; the
+    # status bar says "No Kernel | Initializing", "... | Connecting", then
+    # "Python 3 (ipykernel) | Idle" (the toolbar's indicator says idle too early).
+    expect(page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')).to_have_text(
+        re.compile(r"ipykernel.*\| Idle"), timeout=60_000
+    )
     lab = Lab(page, artifacts, typed_path)
     try:
         yield lab
     finally:
-        (artifacts / "browser-console.log").write_text("\n".join(console))
-        (artifacts / "browser-timings.json").write_text(json.dumps(lab.timings, indent=1))
-        context.close()
-        _shutdown_kernels(jupyter, NOTEBOOK)
+        try:
+            # What the page showed last, for a failure's post-mortem.
+            (artifacts / "browser-console.log").write_text("\n".join(console))
+            (artifacts / "browser-timings.json").write_text(json.dumps(lab.timings, indent=1))
+            page.screenshot(path=str(artifacts / "browser-last.png"))
+            outputs = page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts()
+            (artifacts / "browser-outputs.txt").write_text("\n---\n".join(outputs))
+        finally:
+            context.close()
+            _shutdown_kernels(jupyter, NOTEBOOK)
 
 
 def test_demo_cell_connects(lab):
@@ -279,7 +303,8 @@ def test_demo_cell_connects(lab):
     )
     lab.timings["run_to_resized_s"] = round(time.monotonic() - start, 3)
     box = lab.canvas.bounding_box()
-    assert box["width"] > 600 and box["height"] > 400, box
+    assert box["width"] > 600, box
+    assert box["height"] > 400, box
     lab.screenshot("1-connected")
 
 
@@ -288,15 +313,15 @@ def test_pixels_of_an_x_window_reach_the_canvas(lab):
     text = lab.output_of("dw-test: pixels", "WINDOW")
     numbers = [int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+) SCREEN (\d+) (\d+)", text).groups()]
     x, y, w, h, screen_w, screen_h = numbers
-    lab.pink = (x, y, w, h)
     size = lab.canvas.evaluate("c => [c.width, c.height]")
     assert size == [screen_w, screen_h], "the canvas is not the size of the remote screen"
     lab.wait_pixel(x + w // 2, y + h // 2, PINK)
     for px, py in ((x + 2, y + 2), (x + w - 3, y + h - 3), (x + w // 2, y + h // 2)):
-        assert all(abs(a - b) <= TOLERANCE for a, b in zip(lab.pixel(px, py), PINK)), (px, py, lab.pixel(px, py))
+        inside = lab.pixel(px, py)
+        assert near(inside, PINK), f"pixel ({px}, {py}) inside the window is {inside}, not {PINK}"
     for px, py in ((x - 10, y + h // 2), (x + w + 10, y + h // 2), (x + w // 2, y - 10), (x + w // 2, y + h + 10)):
         outside = lab.pixel(px, py)
-        assert not all(abs(a - b) <= TOLERANCE for a, b in zip(outside, PINK)), (px, py, outside)
+        assert not near(outside, PINK), f"pixel ({px}, {py}) outside the window is {outside} too"
     lab.screenshot("2-pink-window")
 
 
@@ -308,10 +333,12 @@ def test_typing_reaches_an_x_app(lab):
     # xterm's background is white: wait until the canvas shows the window.
     lab.wait_pixel(x + w - 20, y + h // 2, (255, 255, 255))
     lab.focus_view()
+    cells = lab.cell_count()
     lab.page.keyboard.type(TYPED)
     lab.page.keyboard.press("Enter")
     lab.wait_typed(TYPED + "\n")
     assert lab.view_focused(), "the notebook took the focus back from the view"
+    assert lab.cell_count() == cells, "keys typed into the view also acted on the notebook"
     lab.screenshot("3-typed")
 
 
@@ -322,7 +349,7 @@ def test_keys_in_the_view_are_not_notebook_shortcuts(lab):
     lab.page.keyboard.press("b")
     lab.page.keyboard.press("Enter")
     # Once the xterm has the line, JupyterLab has long handled (or ignored) the keys.
-    lab.wait_typed(f"{TYPED}\nab\n")
+    lab.wait_typed(f"{TYPED}\nab\n", hint=lambda: f"cells: {before} before the keys, {lab.cell_count()} after")
     assert lab.cell_count() == before, "a key typed in the view ran a notebook shortcut"
 
     # Control: the same key in command mode, view not focused, inserts a cell.
@@ -390,5 +417,7 @@ def test_stop_shows_the_stopped_status(lab):
     lab.output_of("dw-test: stop", "STOPPED")
     lab.desktop_cell.locator('.dw-status[data-kind="stopped"]').wait_for(state="attached", timeout=15_000)
     assert "stopped" in lab.status.inner_text()
+    # The overlay fades in (CSS transition); wait until it is fully visible.
+    lab.page.wait_for_function("s => getComputedStyle(s).opacity === '1'", arg=lab.status.element_handle())
     lab.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
     lab.screenshot("6-stopped")
