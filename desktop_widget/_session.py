@@ -151,7 +151,7 @@ class Session:
                 self._changed.notify_all()
             kind = event["event"]
             if kind == "session-exited" and self.state == "running":
-                self._set_state("session-exited", f"the session exited with status {event.get('code')}")
+                self._set_state("session-exited", f"exit status {event.get('code')}")
             elif kind == "session-started" and self.state == "session-exited":
                 self._set_state("running")
             elif kind == "xvnc-exited":

@@ -101,6 +101,8 @@ function render({ model, el }) {
 	/** @type {ReturnType<typeof setTimeout> | undefined} */
 	let retry_timer;
 	let connecting = false;
+	/** The clipboard text the desktop last sent, so it is not pasted back to it. */
+	let remote_clipboard = "";
 
 	/** @param {string} text @param {string} kind */
 	function show(text, kind) {
@@ -179,6 +181,15 @@ function render({ model, el }) {
 			rfb = null;
 			schedule_reconnect(event.detail?.clean ? "Disconnected" : "Connection lost");
 		});
+		client.addEventListener("clipboard", (/** @type {any} */ event) => {
+			// The desktop's clipboard changed: mirror it into the kernel's trait.
+			let text = event.detail?.text ?? "";
+			remote_clipboard = text;
+			if (is_primary() && model.get("clipboard") !== text) {
+				model.set("clipboard", text);
+				model.save_changes();
+			}
+		});
 		client.addEventListener("securityfailure", (/** @type {any} */ event) => {
 			show(`Refused by the desktop: ${event.detail?.reason || "security failure"}`, "error");
 		});
@@ -198,6 +209,34 @@ function render({ model, el }) {
 	root.addEventListener("focusin", () => root.classList.add("dw-focused"), { signal });
 	root.addEventListener("focusout", () => root.classList.remove("dw-focused"), { signal });
 
+	// The primary view tells the kernel its size, so that the next desktop
+	// starts at it instead of being resized (and redrawn) once shown.
+	/** @type {ReturnType<typeof setTimeout> | undefined} */
+	let size_timer;
+	let observer = new ResizeObserver(() => {
+		clearTimeout(size_timer);
+		size_timer = setTimeout(() => {
+			if (!is_primary() || model.get("scale")) return;
+			let size = [Math.round(screen.clientWidth), Math.round(screen.clientHeight)];
+			let old = model.get("_view_size");
+			if (size[0] > 0 && size[1] > 0 && (old?.[0] !== size[0] || old?.[1] !== size[1])) {
+				model.set("_view_size", size);
+				model.save_changes();
+			}
+		}, 200);
+	});
+	observer.observe(screen);
+	signal.addEventListener("abort", () => {
+		observer.disconnect();
+		clearTimeout(size_timer);
+	});
+
+	let on_clipboard = () => {
+		let text = model.get("clipboard");
+		if (rfb && text !== remote_clipboard) rfb.clipboardPasteFrom(text);
+	};
+	model.on("change:clipboard", on_clipboard);
+
 	let on_traits = () => apply_traits();
 	let on_status = () => {
 		let state = model.get("status");
@@ -205,7 +244,12 @@ function render({ model, el }) {
 			if (!rfb) {
 				attempt = 0;
 				connect();
+			} else {
+				show("Connected", "connected");
 			}
+		} else if (state === "session-exited") {
+			// The X server still runs: stay connected, say what happened.
+			show(describe_state(state, model.get("status_detail")), state);
 		} else {
 			disconnect();
 			show(describe_state(state, model.get("status_detail")), state);
@@ -224,6 +268,7 @@ function render({ model, el }) {
 		for (let name of ["change:view_only", "change:scale", "change:height"]) model.off(name, on_traits);
 		model.off("change:status", on_status);
 		model.off("change:status_detail", on_status);
+		model.off("change:clipboard", on_clipboard);
 		let id = model.get("_desktop_id");
 		if (primary_views.get(id) === token) primary_views.delete(id);
 		root.remove();
@@ -235,13 +280,19 @@ function render({ model, el }) {
  * @param {string} detail
  */
 function describe_state(state, detail) {
-	let text = {
-		starting: "Starting the desktop…",
-		"session-exited": "The desktop session has ended (logged out). Call d.restart() to start it again.",
-		stopped: "This desktop is stopped.",
-		failed: "The desktop failed.",
-	}[state] ?? `Desktop ${state}`;
-	return detail ? `${text} ${detail}` : text;
+	let why = detail ? ` (${detail})` : "";
+	switch (state) {
+		case "starting":
+			return "Starting the desktop…";
+		case "session-exited":
+			return `The desktop session has ended${why}.\nRun d.restart() to start it again.`;
+		case "stopped":
+			return "This desktop is stopped.";
+		case "failed":
+			return `The desktop failed${why}.`;
+		default:
+			return `Desktop ${state}${why}`;
+	}
 }
 
 export default { render };

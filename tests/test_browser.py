@@ -76,6 +76,46 @@ origin = screen.root.translate_coords(win, 0, 0)
 print("XTERM", origin.x, origin.y, geometry.width, geometry.height)
 """
 
+RESIZE = """\
+# dw-test: resize
+d.resize(1024, 768)
+print("RESIZED", d.size)
+"""
+
+CLIP_SET = """\
+# dw-test: clip-set
+import sys
+clip_app = d.launch([sys.executable, "-c", "import tkinter as tk; r = tk.Tk(); r.clipboard_clear(); "
+                     "r.clipboard_append('copied in an X app'); r.update(); r.after(60000, r.destroy); r.mainloop()"])
+print("LAUNCHED")
+"""
+
+CLIP_READ = """\
+# dw-test: clip-read
+print("VIEW-CLIPBOARD", repr(d.view.clipboard))
+"""
+
+LOGOUT = """\
+# dw-test: logout
+import signal
+wm = [a for a in __import__("os").listdir("/proc") if a.isdigit()
+      and open(f"/proc/{a}/comm").read().strip() == "openbox"
+      and open(f"/proc/{a}/environ", "rb").read().find(f"DISPLAY={d.display}\\0".encode()) >= 0]
+for pid in wm:
+    os.kill(int(pid), signal.SIGTERM)
+print("KILLED", len(wm))
+"""
+
+RESTART = """\
+# dw-test: restart
+import time
+d.restart()
+deadline = time.monotonic() + 10
+while d.status != "running" and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("STATUS", d.status)
+"""
+
 STOP = """\
 # dw-test: stop
 d.stop()
@@ -96,6 +136,11 @@ def notebook_json(typed_path: Path) -> dict:
         code(DEMO),
         code(PIXELS),
         code(XTERM.format(out=str(typed_path))),
+        code(RESIZE),
+        code(CLIP_SET),
+        code(CLIP_READ),
+        code(LOGOUT),
+        code(RESTART),
         code(STOP),
         {"cell_type": "markdown", "metadata": {}, "source": "# The end of the notebook\n\n" + filler},
     ]
@@ -409,6 +454,44 @@ def test_wheel_over_an_unfocused_view_scrolls_the_notebook(lab):
     page.wait_for_function("before => window.__dwScroller.scrollTop > before", arg=before, timeout=10_000)
     assert not page.evaluate("() => window.__dwWheel.defaultPrevented"), "the wheel was cancelled"
     page.screenshot(path=str(lab.artifacts / "browser-5-scrolled.png"))
+
+
+def test_resize_from_python_reaches_the_canvas(lab):
+    lab.run("dw-test: resize")
+    assert "RESIZED (1024, 768)" in lab.output_of("dw-test: resize", "RESIZED")
+    lab.page.wait_for_function(
+        "c => c.width === 1024 && c.height === 768", arg=lab.canvas.element_handle(), timeout=10_000
+    )
+    # The view now scales the desktop to fit instead of resizing it back.
+    box = lab.canvas.bounding_box()
+    assert box["width"] <= lab.desktop_cell.locator(".dw-screen").bounding_box()["width"] + 1
+    lab.screenshot("6-resized")
+
+
+def test_clipboard_of_an_x_app_reaches_the_kernel(lab):
+    lab.run("dw-test: clip-set")
+    lab.output_of("dw-test: clip-set", "LAUNCHED")
+    # The kernel learns it from the view (noVNC's clipboard event): ask until it has.
+    deadline = time.monotonic() + 20
+    while True:
+        lab.run("dw-test: clip-read")
+        text = lab.output_of("dw-test: clip-read", "VIEW-CLIPBOARD")
+        if "'copied in an X app'" in text:
+            break
+        assert time.monotonic() < deadline, text
+        lab.page.wait_for_timeout(300)
+
+
+def test_logout_is_shown_and_restart_recovers(lab):
+    lab.run("dw-test: logout")
+    assert "KILLED 1" in lab.output_of("dw-test: logout", "KILLED")
+    status = lab.desktop_cell.locator('.dw-status[data-kind="session-exited"]')
+    status.wait_for(state="attached", timeout=15_000)
+    assert "restart" in status.inner_text()
+    lab.screenshot("7-session-exited")
+    lab.run("dw-test: restart")
+    assert "STATUS running" in lab.output_of("dw-test: restart", "STATUS")
+    lab.desktop_cell.locator('.dw-status[data-kind="connected"]').wait_for(state="attached", timeout=15_000)
 
 
 def test_stop_shows_the_stopped_status(lab):

@@ -1,0 +1,38 @@
+"""The shipped notebooks run top to bottom in a real kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+
+def run(name: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return nb
+
+
+def outputs(nb: nbformat.NotebookNode) -> list[dict]:
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+def test_automation_notebook():
+    nb = run("automation.ipynb")
+    images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
+    assert len(images) >= 2  # the terminal's window and the whole screen
+    texts = "\n".join(o["data"].get("text/plain", "") for o in outputs(nb) if "data" in o)
+    assert "(1280, 720)" in texts
+    assert "'copied from the kernel'" in texts
+    assert "'stopped'" in texts
+
+
+@pytest.mark.parametrize("name", ["demo.ipynb"])
+def test_demo_notebook_runs(name):
+    nb = run(name)
+    widgets = [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == 1
