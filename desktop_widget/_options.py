@@ -143,6 +143,9 @@ def xvnc_command(xvnc: str, options: Options, rfb_socket: str, xauthority: str, 
         str(options.frame_rate),
         "-AlwaysShared",
         "-AcceptSetDesktopSize",
+        # Every client comes through the same socket, i.e. from the same
+        # "host": views reconnecting together must not be black-listed.
+        "-UseBlacklist=0",
     ]
 
 

@@ -110,6 +110,37 @@ def _log_tail(path: str, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _remove_ice_files(pids: set[int]) -> None:
+    """What XFCE's session manager leaves in /tmp when it does not exit by itself.
+
+    libICE listens on ``/tmp/.ICE-unix/<pid>`` and xfce4-session writes an
+    iceauth script ``/tmp/.xfsm-ICE-*`` naming that socket; both are ours
+    only if the pid was one of this desktop's processes.
+    """
+    uid = os.getuid()
+    for pid in pids:
+        path = f"/tmp/.ICE-unix/{pid}"
+        with contextlib.suppress(OSError):
+            if os.lstat(path).st_uid == uid:
+                os.unlink(path)
+    try:
+        names = [n for n in os.listdir("/tmp") if n.startswith(".xfsm-ICE-")]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join("/tmp", name)
+        try:
+            if os.lstat(path).st_uid != uid:
+                continue
+            with open(path, "rb") as f:
+                text = f.read(65536)
+        except OSError:
+            continue
+        if any(f"/tmp/.ICE-unix/{pid} ".encode() in text for pid in pids):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
 class Supervisor:
     def __init__(self, config: dict) -> None:
         self.config = config
@@ -257,6 +288,7 @@ class Supervisor:
 
     def teardown(self) -> None:
         me = os.getpid()
+        members = set(_descendants(me))
         # The session first so that it does not see the X server vanish and
         # complain; everything else, daemons included, right after.
         if self.session and self.session.poll() is None:
@@ -277,9 +309,10 @@ class Supervisor:
             _signal_all(left, signal.SIGKILL)
             time.sleep(0.01)
             _reap()
-        self.cleanup_files()
+        self.cleanup_files(members)
 
-    def cleanup_files(self) -> None:
+    def cleanup_files(self, members: set[int]) -> None:
+        _remove_ice_files(members)
         # Xvnc removes its lock and socket on SIGTERM but not when it was killed.
         if self.display is not None and self.xvnc is not None:
             lock = f"/tmp/.X{self.display}-lock"
