@@ -11,9 +11,9 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _apps, _options, _pointer, _rfb, _screen, _windows, _x
-from ._errors import DesktopStopped
-from ._session import Session
+from . import _apps, _options, _pointer, _registry, _rfb, _screen, _windows, _x
+from ._errors import DesktopError, DesktopStopped
+from ._session import AttachedSession, Session
 from ._widget import DesktopView
 from ._windows import Window
 
@@ -102,16 +102,40 @@ class Desktop:
         view = DesktopView(view_only=view_only, scale=scale, height=height)
         session_ = Session(options)
         session_.start()
-        self._session = session_
+        self._adopt(session_, view, owned=True)
+
+    @classmethod
+    def attach(cls, id_or_name: str, *, view_only: bool = False, scale: bool = True, height: str = "600px") -> Desktop:
+        """Show and script a desktop that another kernel (or the launcher) started.
+
+        The desktop stays its owner's: it does not stop when this object goes,
+        only if :meth:`stop` is called. Views of an attached desktop scale by
+        default, so that they do not resize the owner's screen.
+        """
+        info = _registry.find(id_or_name)
+        if info is None:
+            running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
+            raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
+        view = DesktopView(view_only=view_only, scale=scale, height=height)
+        desktop = cls.__new__(cls)
+        desktop._adopt(AttachedSession(info), view, owned=False)
+        return desktop
+
+    def _adopt(self, session: Session | AttachedSession, view: DesktopView, owned: bool) -> None:
+        self._session = session
+        self._owned = owned
         self._resources = _Resources()
         self.view = view
         with view.hold_trait_notifications():
-            view._desktop_id = session_.id
-            view._ws_path = f"desktop-widget/{session_.id}/"
-            view._set_status(session_.state)
-        session_.on_state(view._set_status)
+            view._desktop_id = session.id
+            view._ws_path = f"desktop-widget/{session.id}/"
+            view._set_status(session.state)
+        session.on_state(view._set_status)
         view.observe(_remember_view_size, "_view_size")
-        self._finalizer = weakref.finalize(self, _shutdown, session_, self._resources)
+        if owned:
+            self._finalizer = weakref.finalize(self, _shutdown, session, self._resources)
+        else:
+            self._finalizer = weakref.finalize(self, self._resources.release)
 
     # -- identity ----------------------------------------------------------
     @property
@@ -141,8 +165,14 @@ class Desktop:
 
     # -- lifecycle ---------------------------------------------------------
     def stop(self) -> None:
-        """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice."""
+        """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice.
+
+        On an attached desktop this stops it for its owner too.
+        """
         self._finalizer()
+        if not self._owned and self._session.state == "running":
+            self._session.stop()
+            self.view._set_status("stopped")
 
     def restart(self) -> None:
         """Start the session again after it ended (e.g. after logging out of XFCE)."""

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_runtime_dir
@@ -38,6 +38,8 @@ class DesktopInfo:
     geometry: tuple[int, int]
     started: float
     session: str
+    has_wm: bool = False
+    name: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -93,7 +95,8 @@ def _read(path: Path) -> DesktopInfo | None:
     try:
         data = json.loads(path.read_text())
         data["geometry"] = tuple(data["geometry"])
-        return DesktopInfo(**data)
+        known = {f.name for f in fields(DesktopInfo)}
+        return DesktopInfo(**{k: v for k, v in data.items() if k in known})
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -124,6 +127,14 @@ def list_entries(runtime_dir: str | os.PathLike | None = None) -> list[DesktopIn
             with contextlib.suppress(OSError):
                 path.unlink()
     return sorted(found, key=lambda i: i.started)
+
+
+def find(id_or_name: str, runtime_dir: str | os.PathLike | None = None) -> DesktopInfo | None:
+    """A live desktop by id, or else by name."""
+    info = read(id_or_name, runtime_dir)
+    if info is not None:
+        return info
+    return next((i for i in list_entries(runtime_dir) if i.name and i.name == id_or_name), None)
 
 
 def _remove_stale(desktop_id: str, runtime_dir: str | os.PathLike | None) -> None:

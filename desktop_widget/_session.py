@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -134,6 +135,7 @@ class Session:
                 geometry=self.options.geometry,
                 started=time.time(),
                 session=self.options.session,
+                has_wm=self.has_wm,
             )
         )
         self._set_state("running")
@@ -206,3 +208,47 @@ class Session:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+
+
+class AttachedSession:
+    """A desktop that another process (another kernel, the server) owns.
+
+    It offers what ``Session`` offers to ``Desktop``; it learns the desktop's
+    state from the registry, and asks the owner's supervisor by signal to
+    restart the session or to stop.
+    """
+
+    def __init__(self, info: _registry.DesktopInfo) -> None:
+        self.id = info.id
+        self.display = info.display
+        self.directory = _registry.root() / info.id
+        self.xauthority = str(self.directory / "Xauthority")
+        self.socket = info.socket
+        self.log_path = str(self.directory / "desktop.log")
+        self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
+        self.options = _options.Options(geometry=info.geometry, session=info.session)
+        self.has_wm = info.has_wm
+        self._supervisor = info.supervisor_pid
+
+    @property
+    def state(self) -> str:
+        return "running" if _registry.read(self.id) is not None else "stopped"
+
+    def on_state(self, callback: Callable[[str, str], None]) -> None:
+        """No events reach a process that does not own the desktop; the views notice by themselves."""
+
+    def restart_session(self) -> None:
+        self._signal(signal.SIGUSR1)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the desktop for everyone (its owner sees it stop)."""
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _registry.read(self.id) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _signal(self, sig: int) -> None:
+        if _registry.read(self.id) is None:
+            raise DesktopStopped(f"desktop {self.id} is stopped")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._supervisor, sig)

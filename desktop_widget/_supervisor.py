@@ -149,6 +149,7 @@ class Supervisor:
         self.session: subprocess.Popen | None = None
         self.display: int | None = None
         self.stopping = False
+        self.restart_wanted = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -157,9 +158,18 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_terminate)
         signal.signal(signal.SIGHUP, self._on_terminate)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # From processes that attached to the desktop (they hold no pipe to us).
+        signal.signal(signal.SIGUSR1, self._on_restart)
 
     def _on_terminate(self, *_: object) -> None:
         self.stopping = True
+
+    def _on_restart(self, *_: object) -> None:
+        self.restart_wanted = True
+
+    def restart_session(self) -> None:
+        if self.session is None or self.session.poll() is not None:
+            self.start_session()
 
     def _spawn(self, argv: list[str], env: dict[str, str], **kw: object) -> subprocess.Popen:
         log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
@@ -260,8 +270,8 @@ class Supervisor:
         command = line.decode(errors="replace").strip()
         if command == "stop":
             return False
-        if command == "restart-session" and (self.session is None or self.session.poll() is not None):
-            self.start_session()
+        if command == "restart-session":
+            self.restart_session()
         return True
 
     def watch(self) -> int:
@@ -280,6 +290,9 @@ class Supervisor:
                 elif self.session and pid == self.session.pid:
                     self.session.returncode = code
                     _emit("session-exited", code=code)
+            if self.restart_wanted:
+                self.restart_wanted = False
+                self.restart_session()
             if stdin in ready and not self._control():
                 break
         self.teardown()

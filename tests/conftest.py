@@ -55,11 +55,13 @@ class JupyterServer:
         return self.url.replace("http://", "ws://", 1) + path
 
 
-def start_jupyter(tmp: Path, base_url: str = "/jh/user/alice/", app: str = "lab") -> JupyterServer:
+def start_jupyter(
+    tmp: Path, base_url: str = "/jh/user/alice/", app: str = "lab", port: int | None = None, token: str | None = None
+) -> JupyterServer:
     root = tmp / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(16)
-    port = free_port()
+    token = token or secrets.token_hex(16)
+    port = port or free_port()
     log = tmp / "jupyter.log"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": RUNTIME_DIR, "JUPYTER_CONFIG_DIR": str(tmp / "config")}
     cmd = [

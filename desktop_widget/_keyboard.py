@@ -1,0 +1,724 @@
+"""Keyboard input to a desktop through XTEST, from the kernel's own X connection.
+
+Keys are sent as XTEST fake key events on a python-xlib connection: no
+subprocess per event, and a whole string goes to the server in a few writes.
+Everything is looked up in the *live* keymap (keycode and shift level of each
+keysym), so typing does not depend on the desktop's layout.
+
+Characters the keymap lacks (``é`` on a US layout, ``✓``, ``日``) are typed by
+binding them, for the moment, to spare keycodes (keycodes without keysyms),
+then restoring those. The race xdotool documents is real, and goes both ways,
+because a client applies a keymap change only when it *handles* the
+MappingNotify, by fetching the keymap from the server at that moment:
+
+* keys sent right after binding can be translated with the old keymap: Tk,
+  for one, translates a key event as soon as it reads it, before handling a
+  MappingNotify read with it;
+* a client that handles the MappingNotify only after the restore (it was
+  busy) fetches the restored keymap and loses the characters.
+
+So after binding, the keyboard waits until the focused client has fetched
+the new keysyms, and only then sends the keys; it sees the fetch through the
+RECORD extension (on a second connection), which proves it however busy the
+client is. After the keys, the keymap can be restored: clients translate
+events in order, and the restore's notification comes after our keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from Xlib import X
+from Xlib.display import Display
+from Xlib.error import CatchError
+from Xlib.ext import record
+
+log = logging.getLogger(__name__)
+
+# Every keysym module python-xlib ships, so that any X keysym name resolves.
+_GROUPS = (
+    "miscellany",
+    "latin1",
+    "latin2",
+    "latin3",
+    "latin4",
+    "greek",
+    "cyrillic",
+    "arabic",
+    "hebrew",
+    "katakana",
+    "korean",
+    "thai",
+    "technical",
+    "special",
+    "publishing",
+    "apl",
+    "xkb",
+    "xf86",
+    "xk3270",
+)
+
+_ALIASES = {
+    "ctrl": "Control_L",
+    "control": "Control_L",
+    "alt": "Alt_L",
+    "altgr": "ISO_Level3_Shift",
+    "shift": "Shift_L",
+    "super": "Super_L",
+    "win": "Super_L",
+    "meta": "Super_L",
+    "cmd": "Super_L",
+    "enter": "Return",
+    "return": "Return",
+    "esc": "Escape",
+    "escape": "Escape",
+    "tab": "Tab",
+    "space": "space",
+    "backspace": "BackSpace",
+    "del": "Delete",
+    "delete": "Delete",
+    "ins": "Insert",
+    "insert": "Insert",
+    "up": "Up",
+    "down": "Down",
+    "left": "Left",
+    "right": "Right",
+    "pgup": "Prior",
+    "pageup": "Prior",
+    "pgdn": "Next",
+    "pagedown": "Next",
+    "home": "Home",
+    "end": "End",
+    "plus": "plus",
+    "minus": "minus",
+    "menu": "Menu",
+    "capslock": "Caps_Lock",
+    "numlock": "Num_Lock",
+    "print": "Print",
+    "printscreen": "Print",
+    **{f"f{n}": f"F{n}" for n in range(1, 25)},
+}
+
+# Control characters that have a key; any other one is refused by type().
+_CONTROL_KEYS = {"\n": "Return", "\r": "Return", "\t": "Tab", "\b": "BackSpace", "\x1b": "Escape"}
+
+_FLUSH_EVERY = 256  # requests; python-xlib concatenates its send buffer, so keep it short
+_CHANGE_KEYBOARD_MAPPING = 100  # core request opcodes
+_GET_KEYBOARD_MAPPING = 101
+_XKB_GET_MAP = 8  # XKEYBOARD minor opcode: how XKB clients (libX11, xkbcommon) fetch keysyms
+_XKB_KEY_SYMS = 0x02  # XkbKeySymsMask in its full/partial fields
+
+
+# -- names ---------------------------------------------------------------------
+
+
+@cache
+def _keysyms() -> dict[str, int]:
+    """Every keysym name python-xlib knows, read from its modules (``Xlib.XK`` stays untouched)."""
+    names: dict[str, int] = {}
+    for group in _GROUPS:
+        module = importlib.import_module(f"Xlib.keysymdef.{group}")
+        for attr, value in vars(module).items():
+            if attr.startswith("XK_"):
+                names[attr[3:]] = value
+                if attr.startswith("XK_XF86_"):  # X spells these XF86AudioMute, python-xlib XF86_AudioMute
+                    names["XF86" + attr[8:]] = value
+    return names
+
+
+@cache
+def _folded() -> dict[str, str]:
+    """Lower-cased key name -> the name to resolve, aliases first; for case-insensitive lookup."""
+    folded: dict[str, str] = {}
+    # Lower-case spellings win a tie (``EACUTE`` -> eacute) so that the choice is stable.
+    for name in sorted(_keysyms(), key=lambda n: (n != n.lower(), n)):
+        folded.setdefault(name.lower(), name)
+    folded.update(_ALIASES)
+    return folded
+
+
+def _char_keysym(char: str) -> int:
+    """The keysym that types ``char``: Latin-1 keysyms are the code point, others the Unicode keysym."""
+    if char in _CONTROL_KEYS:
+        return _keysyms()[_CONTROL_KEYS[char]]
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        raise ValueError(f"cannot type the control character {char!r}")
+    return code if code <= 0xFF else 0x01000000 | code
+
+
+def _keysym_char(keysym: int) -> str | None:
+    """The character a Latin-1 or Unicode keysym stands for (used to see case pairs)."""
+    if 0x20 <= keysym <= 0x7E or 0xA0 <= keysym <= 0xFF:
+        return chr(keysym)
+    if 0x01000100 <= keysym <= 0x0110FFFF:
+        return chr(keysym & 0xFFFFFF)
+    return None
+
+
+def _resolve(name: str) -> int:
+    """The keysym of a key name: an X keysym name, an alias, or a single character.
+
+    Exact keysym names come first so that ``A`` is the capital (typed with shift)
+    and ``a`` the small letter; otherwise names are case-insensitive.
+    """
+    keysyms = _keysyms()
+    if name in keysyms:
+        return keysyms[name]
+    if len(name) == 1:
+        return _char_keysym(name)
+    folded = _folded().get(name.lower())
+    if folded is not None:
+        return keysyms[folded]
+    raise ValueError(_unknown(name))
+
+
+def _unknown(name: str) -> str:
+    folded = _folded()
+    close = difflib.get_close_matches(name.lower(), folded.keys(), n=3, cutoff=0.6)
+    shown: list[str] = []
+    for match in close:
+        target = folded[match]
+        # An alias is shown as the keysym it stands for when it only differs in case.
+        label = target if target.lower() == match else match
+        if label not in shown:
+            shown.append(label)
+    message = f"unknown key {name!r}"
+    if shown:
+        message += "; did you mean " + " or ".join(repr(s) for s in shown) + "?"
+    return message
+
+
+def _split(combo: str) -> list[str]:
+    """``"ctrl+alt+t"`` -> ``["ctrl", "alt", "t"]``; a trailing ``+`` is the plus key (``"ctrl++"``)."""
+    if combo == "+":
+        return ["+"]
+    parts = [*combo[:-2].split("+"), "+"] if combo.endswith("++") else combo.split("+")
+    if not combo or any(not part for part in parts):
+        raise ValueError(f"malformed key combo {combo!r}; join keys with '+', e.g. 'ctrl+shift+t'")
+    return [part.strip() or part for part in parts]
+
+
+def _parse(combo: str) -> tuple[int, ...]:
+    return tuple(_resolve(name) for name in _split(combo))
+
+
+# -- the live keymap -----------------------------------------------------------
+
+
+@dataclass
+class _Keymap:
+    """One reading of the server's keymap: where each keysym is, and which keycodes are free."""
+
+    rows: dict[int, tuple[int, ...]]  # keycode -> keysyms
+    where: dict[int, tuple[int, int]]  # keysym -> (keycode, level 0 or 1 of group 1)
+    spare: list[int]  # keycodes with no keysym and no modifier: ours to bind for a moment
+    shift: int  # a keycode of the Shift modifier
+    caps: set[int]  # keycodes whose two levels are a case pair (Caps Lock swaps them)
+    lock: bool  # Caps Lock is on now
+
+    @classmethod
+    def read(cls, conn: Display) -> _Keymap:
+        first = conn.display.info.min_keycode
+        count = conn.display.info.max_keycode - first + 1
+        rows = {first + i: tuple(row) for i, row in enumerate(conn.get_keyboard_mapping(first, count))}
+        modifiers = conn.get_modifier_mapping()
+        modifier_keys = {kc for keys in modifiers for kc in keys if kc}
+        shift = next((kc for kc in modifiers[X.ShiftMapIndex] if kc), 0)
+        lock = bool(conn.screen().root.query_pointer().mask & X.LockMask)
+        where: dict[int, tuple[int, int]] = {}
+        caps: set[int] = set()
+        levels = {}
+        for kc, row in rows.items():
+            low = row[0] if row else 0
+            high = row[1] if len(row) > 1 else 0
+            low_char = _keysym_char(low)
+            if not high and low_char and low_char.upper() != low_char:
+                high = _char_keysym(low_char.upper())  # core rule: (a, NoSymbol) means (a, A)
+            levels[kc] = (low, high)
+            high_char = _keysym_char(high)
+            if low_char and high_char and low_char != high_char and low_char.upper() == high_char:
+                caps.add(kc)
+        for level in (0, 1):  # a keysym reachable without shift wins
+            for kc, pair in levels.items():
+                if pair[level]:
+                    where.setdefault(pair[level], (kc, level))
+        spare = [kc for kc, row in rows.items() if not any(row) and kc not in modifier_keys]
+        if not shift:
+            raise RuntimeError("the keymap has no Shift key")
+        return cls(rows, where, spare, shift, caps, lock)
+
+    @property
+    def pool(self) -> list[int]:
+        """The spare keycodes to bind; the last one stays empty to be :attr:`prime`."""
+        return self.spare[:-1]
+
+    @property
+    def prime(self) -> int:
+        """A keycode without keysyms: pressing it makes a client look at the keymap and types nothing."""
+        return self.spare[-1] if self.spare else 0
+
+
+@dataclass
+class _Batch:
+    """Strokes typed under one set of temporary bindings."""
+
+    strokes: list[tuple[int, ...]]
+    missing: list[int]  # keysyms to bind to spare keycodes for them
+
+
+# -- watching keymap fetches ---------------------------------------------------
+
+
+class _Recorder:
+    """Sees, through RECORD on a connection of its own, which keycodes each client has fetched.
+
+    Only keymap requests are recorded (core Change/GetKeyboardMapping and
+    XkbGetMap), so it costs the server next to nothing. Their order in the
+    recorded stream is the server's order, so "client C fetched keycode K after
+    our last change to K" is a fact, not a guess.
+    """
+
+    def __init__(self, conn: Display, connect: Callable[[], Display], timeout: float = 5.0) -> None:
+        self._conn = conn
+        self._base = conn.display.info.resource_id_base
+        self._keycodes = range(conn.display.info.min_keycode, conn.display.info.max_keycode + 1)
+        xkb = conn.query_extension("XKEYBOARD")
+        self._xkb = xkb.major_opcode if xkb.present else -1
+        self._changed = threading.Condition()
+        self._ours = 0  # our ChangeKeyboardMapping requests seen so far
+        self._position = 0  # of the next request in the recorded stream
+        self._changed_at: dict[int, int] = {}  # keycode -> position of our last change to it
+        self._fetched_at: dict[int, dict[int, int]] = {}  # client id base -> keycode -> position of its last fetch
+        self._state = "starting"
+        self._data = connect()
+        ext = (self._xkb, self._xkb, _XKB_GET_MAP, _XKB_GET_MAP) if self._xkb >= 0 else (0, 0, 0, 0)
+        ranges = [
+            {
+                "core_requests": (_CHANGE_KEYBOARD_MAPPING, _GET_KEYBOARD_MAPPING),
+                "core_replies": (0, 0),
+                "ext_requests": ext,
+                "ext_replies": (0, 0, 0, 0),
+                "delivered_events": (0, 0),
+                "device_events": (0, 0),
+                "errors": (0, 0),
+                "client_started": False,
+                "client_died": False,
+            }
+        ]
+        self._context = conn.record_create_context(0, [record.AllClients], ranges)
+        conn.sync()
+        self._thread = threading.Thread(target=self._run, name="desktop-keyboard-record", daemon=True)
+        self._thread.start()
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._state != "starting", timeout):
+                self._state = "failed"
+        if self._state != "recording":
+            self.close()
+            raise RuntimeError("RECORD did not start")
+
+    def _run(self) -> None:
+        try:
+            self._data.record_enable_context(self._context, self._on_data)
+        except Exception:  # the X server went away, or RECORD refused: fall back to waiting
+            log.debug("keymap recording ended", exc_info=True)
+        finally:
+            with self._changed:
+                self._state = "closed"
+                self._changed.notify_all()
+
+    def _on_data(self, reply: object) -> None:
+        if reply.category == record.StartOfData:
+            with self._changed:
+                self._state = "recording"
+                self._changed.notify_all()
+            return
+        if reply.category != record.FromClient:
+            return
+        data = reply.data
+        order = sys.byteorder
+        if reply.client_swapped:  # the recorded client speaks the other byte order
+            order = "little" if order == "big" else "big"
+        with self._changed:
+            offset = 0
+            while offset + 8 <= len(data):  # one reply may hold several requests of the same client
+                self._note(reply.id_base, data[offset:], order)
+                self._position += 1
+                size = int.from_bytes(data[offset + 2 : offset + 4], order) * 4
+                if size == 0:  # BIG-REQUESTS length
+                    size = int.from_bytes(data[offset + 4 : offset + 8], order) * 4
+                if size <= 0:
+                    break
+                offset += size
+            self._changed.notify_all()
+
+    def _note(self, client: int, request: bytes, order: str) -> None:
+        major, minor = request[0], request[1]
+        if major == _CHANGE_KEYBOARD_MAPPING and client == self._base:
+            self._ours += 1
+            for keycode in range(request[4], request[4] + request[1]):  # firstKeyCode, keyCodes
+                self._changed_at[keycode] = self._position
+            return
+        if major == _GET_KEYBOARD_MAPPING:
+            keycodes = range(request[4], request[4] + request[5])  # firstKeyCode, count
+        elif major == self._xkb and minor == _XKB_GET_MAP and len(request) >= 14:
+            full = int.from_bytes(request[6:8], order)
+            partial = int.from_bytes(request[8:10], order)
+            if full & _XKB_KEY_SYMS:
+                keycodes = self._keycodes
+            elif partial & _XKB_KEY_SYMS:
+                keycodes = range(request[12], request[12] + request[13])  # firstKeySym, nKeySyms
+            else:
+                return
+        else:
+            return
+        fetched = self._fetched_at.setdefault(client, {})
+        for keycode in keycodes:
+            fetched[keycode] = self._position
+
+    def wait_fetched(self, changes: int, client: int, keycodes: Sequence[int], timeout: float) -> bool:
+        """Wait until ``client`` has fetched each of ``keycodes`` since our ``changes``-th change."""
+
+        def done() -> bool:
+            if self._state != "recording":
+                return True
+            if self._ours < changes:
+                return False
+            fetched = self._fetched_at.get(client, {})
+            return all(fetched.get(kc, -1) > self._changed_at.get(kc, -1) for kc in keycodes)
+
+        with self._changed:
+            return self._changed.wait_for(done, timeout) and self._state == "recording"
+
+    @property
+    def alive(self) -> bool:
+        return self._state == "recording"
+
+    def close(self) -> None:
+        try:
+            self._conn.record_disable_context(self._context)
+            self._conn.record_free_context(self._context)
+            self._conn.sync()
+        except Exception:
+            log.debug("could not disable keymap recording", exc_info=True)
+        self._thread.join(2.0)
+        try:
+            self._data.close()
+        except Exception:
+            log.debug("could not close the recording connection", exc_info=True)
+
+
+# -- the keyboard --------------------------------------------------------------
+
+
+class Keyboard:
+    """Press keys and type text on an X display through XTEST.
+
+    ``conn`` is a python-xlib connection for this keyboard alone (python-xlib
+    is not thread-safe; calls into this object are serialised by a lock).
+    ``connect`` opens one more connection to the same display, on which the
+    keyboard watches keymap fetches (RECORD) so that it types characters it
+    had to bind only once the focused client has them. Without it (or
+    without RECORD) it waits ``settle`` seconds instead, which a busy client
+    can outlast. ``settle`` is also the pause before bindings are undone, for
+    clients that look keys up lazily; ``timeout`` bounds the wait for a
+    client that never fetches the keymap (it reads raw keycodes, or hangs).
+    """
+
+    def __init__(
+        self,
+        conn: Display,
+        *,
+        connect: Callable[[], Display] | None = None,
+        settle: float = 0.05,
+        timeout: float = 2.0,
+    ) -> None:
+        if not conn.has_extension("XTEST"):
+            raise RuntimeError("the X server has no XTEST extension")
+        self._conn = conn
+        self.settle = settle
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._bound: dict[int, int] = {}  # keycode -> keysym we bound it to for now
+        self._original: dict[int, tuple[int, ...]] = {}  # keycode -> its keysyms before
+        self._held: list[tuple[int, int]] = []  # (keysym, keycode) pressed by key_down, in order
+        self._down: list[int] = []  # keycodes pressed by the operation under way
+        self._changes = 0  # ChangeKeyboardMapping requests sent
+        self._unflushed = 0
+        self._recorder: _Recorder | None = None
+        if connect is not None:
+            try:
+                self._recorder = _Recorder(conn, connect)
+            except Exception:
+                log.warning("cannot watch keymap fetches (RECORD); waiting %.2f s instead", settle, exc_info=True)
+
+    # -- public ----------------------------------------------------------------
+    def key(self, *combos: str) -> None:
+        """Press each combo in turn: ``key("ctrl+alt+t")``, ``key("Return")``, ``key("ctrl+c", "ctrl+v")``.
+
+        A combo presses its keys in order and releases them in reverse. A key
+        that needs shift (``key("A")``, ``key("plus")``) gets shift pressed around it.
+        """
+        strokes = [_parse(combo) for combo in combos]  # unknown names fail before anything is pressed
+        with self._lock:
+            self._run(strokes, 0.0)
+
+    def type(self, text: str, delay: float = 0.0) -> None:
+        """Type ``text`` as it is, in any layout; ``delay`` seconds between characters.
+
+        Newline is Return, tab is Tab. Characters the keymap lacks are bound to
+        spare keycodes for the moment of typing (see the module docstring).
+        """
+        text = text.replace("\r\n", "\n")
+        strokes = [(_char_keysym(char),) for char in text]
+        with self._lock:
+            self._run(strokes, delay)
+
+    def key_down(self, name: str) -> None:
+        """Press and hold a key (or the keys of a combo) until :meth:`key_up`."""
+        keysyms = _parse(name)
+        with self._lock:
+            keymap = _Keymap.read(self._conn)
+            try:
+                self._bind(keymap, [ks for ks in dict.fromkeys(keysyms) if ks not in keymap.where])
+                added: list[tuple[int, int]] = []
+                for keysym in keysyms:
+                    keycode, level = self._locate(keymap, keysym)
+                    if level == 1 and keymap.shift not in self._down + [kc for _, kc in self._held]:
+                        self._press(keymap.shift)
+                        added.append((0, keymap.shift))  # keysym 0: the shift that goes with the next key
+                    self._press(keycode)
+                    added.append((keysym, keycode))
+                self._held.extend(added)
+                self._down.clear()  # held now: _finish must not release them
+            finally:
+                self._finish()
+
+    def key_up(self, name: str) -> None:
+        """Release what :meth:`key_down` pressed for ``name`` (or just release the key)."""
+        keysyms = _parse(name)
+        with self._lock:
+            try:
+                for keysym in reversed(keysyms):
+                    index = next((i for i in range(len(self._held) - 1, -1, -1) if self._held[i][0] == keysym), None)
+                    if index is None:
+                        location = _Keymap.read(self._conn).where.get(keysym)
+                        if location is not None:
+                            self._fake(X.KeyRelease, location[0])
+                        continue
+                    _, keycode = self._held.pop(index)
+                    self._fake(X.KeyRelease, keycode)
+                    if index > 0 and self._held[index - 1][0] == 0:  # the shift pressed for it
+                        self._fake(X.KeyRelease, self._held.pop(index - 1)[1])
+            finally:
+                self._finish()
+
+    def release_all(self) -> None:
+        """Release every key held by :meth:`key_down` and restore the keymap."""
+        with self._lock:
+            try:
+                for _, keycode in reversed(self._held):
+                    self._fake(X.KeyRelease, keycode)
+                self._held.clear()
+            finally:
+                self._finish()
+
+    def close(self) -> None:
+        """Release held keys, restore the keymap and stop watching keymap fetches."""
+        with self._lock:
+            try:
+                self.release_all()
+            finally:
+                if self._recorder is not None:
+                    self._recorder.close()
+                    self._recorder = None
+
+    # -- sending ---------------------------------------------------------------
+    def _fake(self, event: int, keycode: int) -> None:
+        self._conn.xtest_fake_input(event, keycode)
+        self._unflushed += 1
+        if self._unflushed >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._conn.flush()
+        self._unflushed = 0
+
+    def _press(self, keycode: int) -> None:
+        self._fake(X.KeyPress, keycode)
+        self._down.append(keycode)
+
+    def _release(self, keycode: int) -> None:
+        self._fake(X.KeyRelease, keycode)
+        self._down.remove(keycode)
+
+    def _shift(self, keymap: _Keymap, on: bool) -> None:
+        if on and keymap.shift not in self._down:
+            self._press(keymap.shift)
+        elif not on and keymap.shift in self._down:
+            self._release(keymap.shift)
+
+    def _run(self, strokes: Sequence[tuple[int, ...]], delay: float) -> None:
+        """Press each stroke (keysyms pressed in order, released in reverse), binding what is missing."""
+        if not strokes:
+            return
+        keymap = _Keymap.read(self._conn)
+        try:
+            for batch in self._batches(keymap, strokes):
+                self._bind(keymap, batch.missing)
+                for stroke in batch.strokes:
+                    self._stroke(keymap, stroke)
+                    if delay > 0:
+                        self._flush()
+                        time.sleep(delay)
+        finally:
+            self._finish()
+
+    def _stroke(self, keymap: _Keymap, stroke: tuple[int, ...]) -> None:
+        if len(stroke) == 1:
+            # Typing: shift stays down across a run of capitals; Caps Lock is allowed for.
+            keycode, level = self._locate(keymap, stroke[0])
+            if level is not None:
+                self._shift(keymap, (level == 1) != (keymap.lock and keycode in keymap.caps))
+            self._fake(X.KeyPress, keycode)
+            self._fake(X.KeyRelease, keycode)
+            return
+        self._shift(keymap, False)
+        pressed = []
+        for keysym in stroke:
+            keycode, level = self._locate(keymap, keysym)
+            if level == 1 and keymap.shift not in self._down:
+                self._press(keymap.shift)
+                pressed.append(keymap.shift)
+            if keycode not in self._down:
+                self._press(keycode)
+                pressed.append(keycode)
+        for keycode in reversed(pressed):
+            self._release(keycode)
+
+    def _locate(self, keymap: _Keymap, keysym: int) -> tuple[int, int | None]:
+        """Keycode and level of ``keysym``; level ``None`` for our bindings, which ignore shift."""
+        for keycode, bound in self._bound.items():
+            if bound == keysym:
+                return keycode, None
+        return keymap.where[keysym]
+
+    # -- temporary bindings ----------------------------------------------------
+    def _batches(self, keymap: _Keymap, strokes: Sequence[tuple[int, ...]]) -> list[_Batch]:
+        """Cut the strokes where their missing keysyms outgrow the spare keycodes."""
+        capacity = len(keymap.pool)
+        batches: list[_Batch] = []
+        current = _Batch([], [])
+        for stroke in strokes:
+            new = [ks for ks in dict.fromkeys(stroke) if ks not in keymap.where and ks not in current.missing]
+            if new and len(current.missing) + len(new) > capacity:
+                if len(new) > capacity:
+                    raise RuntimeError(
+                        f"a combo needs {len(new)} keysyms the keymap lacks but only {capacity} keycodes are free"
+                    )
+                batches.append(current)
+                current = _Batch([], [])
+            current.strokes.append(stroke)
+            current.missing.extend(new)
+        batches.append(current)
+        return batches
+
+    def _bind(self, keymap: _Keymap, keysyms: list[int]) -> None:
+        """Bind ``keysyms`` to spare keycodes (reusing this operation's bindings), then wait until the client has them."""
+        held = {kc for _, kc in self._held}
+        todo = [ks for ks in keysyms if ks not in self._bound.values()]
+        if not todo:
+            return
+        free = [kc for kc in keymap.pool if kc not in self._bound]
+        reuse = [kc for kc, ks in self._bound.items() if ks not in keysyms and kc not in held]
+        slots = (free + reuse)[: len(todo)]
+        if len(slots) < len(todo):
+            raise RuntimeError(
+                f"{len(todo)} keysyms are missing from the keymap but only {len(slots)} keycodes are free"
+            )
+        if any(kc in self._bound for kc in slots):
+            self._pause()  # keys sent under the old bindings must be translated before they change
+        catcher = CatchError()
+        for keysym, keycode in zip(todo, slots, strict=True):
+            self._original.setdefault(keycode, keymap.rows[keycode])
+            self._conn.change_keyboard_mapping(keycode, [(keysym, keysym)], onerror=catcher)
+            self._bound[keycode] = keysym
+            self._changes += 1
+        self._conn.sync()
+        if catcher.get_error():
+            raise RuntimeError(f"cannot bind a spare keycode: {catcher.get_error()}")
+        log.debug("bound %d keysyms to spare keycodes %s", len(todo), slots)
+        self._await_fetch(keymap, slots)
+
+    def _await_fetch(self, keymap: _Keymap, keycodes: list[int]) -> None:
+        """Return once the focused client has fetched ``keycodes`` since we bound them.
+
+        Keys must not be sent before: Tk, for one, translates a key event as
+        soon as it reads it, but applies a MappingNotify only when it gets to
+        handle it, so keys that arrive together with the notification would
+        be translated with the old keymap. A client that fetches lazily (GTK:
+        on its next key event) is sent a key that has no keysym, which types
+        nothing, to make it fetch. Without RECORD: ``settle`` seconds.
+        """
+        client = self._focused_client()
+        recorder = self._recorder
+        if recorder is None or not recorder.alive or client is None:
+            time.sleep(self.settle)
+            return
+        started = time.monotonic()
+        if not recorder.wait_fetched(self._changes, client, keycodes, 0.03) and keymap.prime:
+            self._fake(X.KeyPress, keymap.prime)
+            self._fake(X.KeyRelease, keymap.prime)
+            self._flush()
+            if not recorder.wait_fetched(self._changes, client, keycodes, self.timeout):
+                log.info("client %#x did not fetch the keymap within %.1f s; typing anyway", client, self.timeout)
+                return
+        log.debug("client %#x fetched the new bindings after %.3f s", client, time.monotonic() - started)
+
+    def _pause(self) -> None:
+        """Give the client ``settle`` seconds to translate the keys sent so far.
+
+        Clients translate events in order, so a keymap change queued after our
+        keys does not affect them; the pause is for clients that fetch the
+        keymap lazily on their next lookup after merely *reading* a change.
+        """
+        self._conn.sync()
+        time.sleep(self.settle)
+
+    def _finish(self) -> None:
+        """Release what the operation pressed, then restore bindings no held key needs."""
+        try:
+            for keycode in reversed(self._down):
+                self._fake(X.KeyRelease, keycode)
+            self._down.clear()
+            self._flush()
+            held = {kc for _, kc in self._held}
+            restore = [kc for kc in self._bound if kc not in held]
+            if restore:
+                self._pause()
+                catcher = CatchError()
+                for keycode in restore:
+                    self._conn.change_keyboard_mapping(keycode, [self._original.pop(keycode)], onerror=catcher)
+                    del self._bound[keycode]
+                    self._changes += 1
+                self._conn.sync()
+                if catcher.get_error():
+                    log.warning("could not restore the keymap: %s", catcher.get_error())
+        finally:
+            self._conn.sync()
+
+    def _focused_client(self) -> int | None:
+        """The resource id base of the client owning the focus window (it gets the keys)."""
+        focus = self._conn.get_input_focus().focus
+        window = focus if isinstance(focus, int) else focus.id
+        if window in (X.NONE, X.PointerRoot):
+            return None
+        return window & ~self._conn.display.info.resource_id_mask
