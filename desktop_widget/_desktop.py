@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _apps, _options, _pointer, _registry, _rfb, _screen, _windows, _x
 from ._errors import DesktopError, DesktopStopped
-from ._session import AttachedSession, Session
+from ._session import AttachedSession, Session, touch
 from ._widget import DesktopView
 from ._windows import Window
 
@@ -45,6 +45,7 @@ class _Resources:
         self.clipboard = None
         self.apps: list[_apps.App] = []
         self.wm_seen = False
+        self.touched = 0.0
 
     def release(self) -> None:
         with self.lock:
@@ -91,15 +92,26 @@ class Desktop:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = 20.0,
+        name: str | None = None,
+        persistent: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
         if scale is None:
             # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
             scale = geometry is not None
         if geometry is None:
             geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
-        options = _options.check_options(geometry, session, frame_rate, cwd, env, timeout)
+        options = _options.check_options(
+            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout
+        )
         # Built before anything starts so that bad view arguments fail early.
         view = DesktopView(view_only=view_only, scale=scale, height=height)
+        existing = _registry.find(options.name) if options.name else None
+        if existing is not None and existing.name == options.name:
+            # Get-or-create: the desktop of that name is already running somewhere.
+            view.scale = True
+            self._adopt(AttachedSession(existing), view, owned=False)
+            return
         session_ = Session(options)
         session_.start()
         self._adopt(session_, view, owned=True)
@@ -132,9 +144,10 @@ class Desktop:
             view._set_status(session.state)
         session.on_state(view._set_status)
         view.observe(_remember_view_size, "_view_size")
-        if owned:
+        if owned and not session.options.persistent:
             self._finalizer = weakref.finalize(self, _shutdown, session, self._resources)
         else:
+            # Attached or persistent: going away here must not stop the desktop.
             self._finalizer = weakref.finalize(self, self._resources.release)
 
     # -- identity ----------------------------------------------------------
@@ -154,6 +167,12 @@ class Desktop:
         return dict(self._session.env)
 
     @property
+    def name(self) -> str:
+        """The name given with ``Desktop(name=...)``, or ""."""
+        info = _registry.read(self.id)
+        return info.name if info else ""
+
+    @property
     def status(self) -> str:
         """``running``, ``session-exited``, ``stopped`` or ``failed``."""
         return self._session.state
@@ -170,7 +189,7 @@ class Desktop:
         On an attached desktop this stops it for its owner too.
         """
         self._finalizer()
-        if not self._owned and self._session.state == "running":
+        if self._session.state in ("running", "session-exited"):
             self._session.stop()
             self.view._set_status("stopped")
 
@@ -193,6 +212,10 @@ class Desktop:
     def _x(self) -> Iterator[Any]:
         """The kernel's X connection to this desktop, one user at a time."""
         self._require_running()
+        now = time.monotonic()
+        if now - self._resources.touched > 1.0:  # scripting counts as use (idle_timeout)
+            self._resources.touched = now
+            touch(self._session.directory / "activity")
         with self._resources.lock:
             if self._resources.conn is None:
                 self._resources.conn = _x.connect(self.display, self._session.xauthority)

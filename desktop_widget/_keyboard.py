@@ -20,8 +20,9 @@ MappingNotify, by fetching the keymap from the server at that moment:
 So after binding, the keyboard waits until the focused client has fetched
 the new keysyms, and only then sends the keys; it sees the fetch through the
 RECORD extension (on a second connection), which proves it however busy the
-client is. After the keys, the keymap can be restored: clients translate
-events in order, and the restore's notification comes after our keys.
+client is. After the keys (and a short pause for clients that look keys up
+lazily) the keymap is restored: clients translate events in order, and the
+restore's notification comes after our keys.
 """
 
 from __future__ import annotations
@@ -420,7 +421,7 @@ class _Recorder:
 
 
 class Keyboard:
-    """Press keys and type text on an X display through XTEST.
+    """Press keys and type text on an X display through XTEST; one call at a time (a lock).
 
     ``conn`` is a python-xlib connection for this keyboard alone (python-xlib
     is not thread-safe; calls into this object are serialised by a lock).
@@ -532,10 +533,12 @@ class Keyboard:
                 self._finish()
 
     def close(self) -> None:
-        """Release held keys, restore the keymap and stop watching keymap fetches."""
+        """Release held keys, restore the keymap and stop watching keymap fetches; safe once the X server is gone."""
         with self._lock:
             try:
                 self.release_all()
+            except Exception:  # the display is gone: nothing left to release or restore
+                log.debug("could not release keys on close", exc_info=True)
             finally:
                 if self._recorder is not None:
                     self._recorder.close()
@@ -674,10 +677,11 @@ class Keyboard:
             time.sleep(self.settle)
             return
         started = time.monotonic()
-        if not recorder.wait_fetched(self._changes, client, keycodes, 0.03) and keymap.prime:
-            self._fake(X.KeyPress, keymap.prime)
-            self._fake(X.KeyRelease, keymap.prime)
-            self._flush()
+        if not recorder.wait_fetched(self._changes, client, keycodes, 0.03):
+            if keymap.prime:
+                self._fake(X.KeyPress, keymap.prime)
+                self._fake(X.KeyRelease, keymap.prime)
+                self._flush()
             if not recorder.wait_fetched(self._changes, client, keycodes, self.timeout):
                 log.info("client %#x did not fetch the keymap within %.1f s; typing anyway", client, self.timeout)
                 return

@@ -7,6 +7,7 @@ tested and so that bad input fails before anything runs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from ._errors import DesktopError
 MIN_SIZE = 32
 MAX_SIZE = 8192
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SESSION_KINDS = ("auto", "xfce", "wm", "none")
 #: Light window managers, best first, and the arguments that start them bare.
 WINDOW_MANAGERS = (("openbox", ()), ("xfwm4", ()), ("fluxbox", ()), ("icewm", ()), ("twm", ()))
@@ -46,6 +48,11 @@ class Options:
     cwd: str = field(default_factory=os.getcwd)
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 20.0
+    name: str = ""
+    #: Outlive the owning process (until stop() or the Jupyter server's exit).
+    persistent: bool = False
+    #: Stop after this many seconds with no view connected and no scripting; 0 never.
+    idle_timeout: float = 0.0
 
 
 def check_geometry(geometry: object) -> tuple[int, int]:
@@ -70,6 +77,9 @@ def check_options(
     cwd: object,
     env: object,
     timeout: object,
+    name: object = "",
+    persistent: object = False,
+    idle_timeout: object = None,
 ) -> Options:
     """Validate every argument of ``Desktop()`` before anything starts."""
     size = check_geometry(geometry)
@@ -96,7 +106,17 @@ def check_options(
         raise TypeError("env must be a dict of str to str")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
-    return Options(size, session, frame_rate, 24, cwd, dict(env), float(timeout))
+    if name is None:
+        name = ""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name or "x"):
+        raise ValueError(f"name must be up to 64 letters, digits, '.', '_' or '-'; got {name!r}")
+    if not isinstance(persistent, bool):
+        raise TypeError(f"persistent must be True or False; got {persistent!r}")
+    if idle_timeout is None:
+        idle_timeout = 0
+    if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool) or idle_timeout < 0:
+        raise ValueError(f"idle_timeout must be a number of seconds >= 0 (0 or None: never); got {idle_timeout!r}")
+    return Options(size, session, frame_rate, 24, cwd, dict(env), float(timeout), name, persistent, float(idle_timeout))
 
 
 def find_xvnc() -> str:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
-from tornado import web, websocket
+from tornado import ioloop, web, websocket
 
 from . import _registry
+from ._session import touch
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pump: asyncio.Task | None = None
+        self._keepalive: ioloop.PeriodicCallback | None = None
+        self._activity: str | None = None
 
     async def get(self, desktop_id: str, path: str = "") -> None:
         user = self.current_user
@@ -50,6 +54,7 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             # A plain GET: the page probes this before opening the WebSocket.
             raise web.HTTPError(426, "this route only speaks WebSocket")
+        self._activity = os.path.join(os.path.dirname(socket_path), "activity")
         try:
             self._reader, self._writer = await asyncio.open_unix_connection(socket_path, limit=_CHUNK)
         except OSError as exc:
@@ -63,6 +68,10 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
     def open(self, desktop_id: str, path: str = "") -> None:
         super().open(desktop_id, path)  # keep-alive pings
         self.set_nodelay(True)
+        # A connected view counts as use of the desktop (its idle timeout).
+        touch(self._activity)
+        self._keepalive = ioloop.PeriodicCallback(lambda: touch(self._activity), 1000)
+        self._keepalive.start()
         self._pump = asyncio.ensure_future(self._pump_to_browser())
 
     async def _pump_to_browser(self) -> None:
@@ -90,6 +99,9 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
             await self._writer.drain()
 
     def on_close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            touch(self._activity)
         if self._pump is not None:
             self._pump.cancel()
         if self._writer is not None:

@@ -34,6 +34,22 @@ _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
 STATES = ("starting", "running", "session-exited", "stopped", "failed")
 
 
+def _server_pid() -> int:
+    """The process a persistent desktop lives as long as: the Jupyter server that runs this kernel."""
+    try:
+        return int(os.environ["JPY_PARENT_PID"])
+    except (KeyError, ValueError):
+        return os.getppid()
+
+
+def touch(path: str | Path | None) -> None:
+    """Mark a desktop as in use now (see the supervisor's idle timeout)."""
+    if path is None:
+        return
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
 class Session:
     """One Xvnc + session process tree, owned by this process."""
 
@@ -98,6 +114,10 @@ class Session:
             "rfb_socket": self.socket,
             "timeout": self.options.timeout,
             "remove": [str(_registry.entry_path(self.id)), str(directory)],
+            "persistent": self.options.persistent,
+            "watch_pid": _server_pid() if self.options.persistent else None,
+            "idle_timeout": self.options.idle_timeout,
+            "activity": str(directory / "activity"),
         }
         log.debug("starting desktop %s: %s", self.id, config["xvnc"])
         with open(self.log_path, "ab") as errors:
@@ -136,6 +156,7 @@ class Session:
                 started=time.time(),
                 session=self.options.session,
                 has_wm=self.has_wm,
+                name=self.options.name,
             )
         )
         self._set_state("running")
@@ -156,12 +177,14 @@ class Session:
                 self._set_state("session-exited", f"exit status {event.get('code')}")
             elif kind == "session-started" and self.state == "session-exited":
                 self._set_state("running")
+            elif kind == "idle":
+                self._set_state("stopped", "idle")
             elif kind == "xvnc-exited":
                 self._set_state("failed", f"the X server exited with status {event.get('code')}")
         with self._changed:
             self._events.append({"event": "eof"})
             self._changed.notify_all()
-        if self.state not in ("failed",):
+        if self.state not in ("failed", "stopped"):
             self._set_state("stopped")
 
     def _log_tail(self, lines: int = 15) -> str:
@@ -197,7 +220,7 @@ class Session:
             proc.kill()
             proc.wait()
         self._abandon()
-        if self.state != "failed":
+        if self.state not in ("failed", "stopped"):
             self._set_state("stopped")
 
     def _abandon(self) -> None:

@@ -99,6 +99,13 @@ def _signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
+def _mtime(path: str | None) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return 0.0
+
+
 def _log_tail(path: str, lines: int = 15) -> str:
     try:
         with open(path, "rb") as f:
@@ -259,26 +266,42 @@ class Supervisor:
         _emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
         return self.watch()
 
-    def _control(self) -> bool:
-        """Handle one command from the owner; False once the owner is gone."""
+    def _control(self) -> str:
+        """Handle one command from the owner: "stop", "eof" once the owner is gone, else "ok"."""
         try:
             line = sys.stdin.buffer.readline()
         except OSError:
-            return False
+            return "eof"
         if not line:
-            return False
+            return "eof"
         command = line.decode(errors="replace").strip()
         if command == "stop":
-            return False
+            return "stop"
         if command == "restart-session":
             self.restart_session()
-        return True
+        return "ok"
 
     def watch(self) -> int:
         stdin = sys.stdin.fileno()
+        watched = [stdin, self.wake_r]
+        server = None
+        if self.config.get("watch_pid"):
+            try:
+                server = os.pidfd_open(self.config["watch_pid"])
+                watched.append(server)
+            except ProcessLookupError:
+                self.stopping = True
+        idle_timeout = self.config.get("idle_timeout") or 0
+        started = time.time()
+        activity = self.config.get("activity")
+        if activity:
+            with contextlib.suppress(OSError):
+                open(activity, "ab").close()
+        tick = min(5.0, max(0.2, idle_timeout / 4)) if idle_timeout else None
         while not self.stopping:
+            ready = []
             with contextlib.suppress(InterruptedError):
-                ready, _, _ = select.select([stdin, self.wake_r], [], [])
+                ready, _, _ = select.select(watched, [], [], tick)
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 512)
@@ -293,7 +316,16 @@ class Supervisor:
             if self.restart_wanted:
                 self.restart_wanted = False
                 self.restart_session()
-            if stdin in ready and not self._control():
+            if server is not None and server in ready:
+                break  # the Jupyter server a persistent desktop belongs to is gone
+            if stdin in ready:
+                said = self._control()
+                if said == "stop" or (said == "eof" and not self.config.get("persistent")):
+                    break
+                if said == "eof":
+                    watched.remove(stdin)  # the owner is gone; a persistent desktop is not
+            if idle_timeout and time.time() - max(started, _mtime(activity)) > idle_timeout:
+                _emit("idle")
                 break
         self.teardown()
         _emit("stopped")

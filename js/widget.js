@@ -287,7 +287,7 @@ function describe_state(state, detail) {
 		case "session-exited":
 			return `The desktop session has ended${why}.\nRun d.restart() to start it again.`;
 		case "stopped":
-			return "This desktop is stopped.";
+			return `This desktop is stopped${why}.`;
 		case "failed":
 			return `The desktop failed${why}.`;
 		default:
