@@ -19,7 +19,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import ioloop, web, websocket
 
-from . import _registry
+from . import _launcher, _registry
 from ._session import touch
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,11 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         if socket_path is None:
             raise web.HTTPError(404, f"no running desktop {desktop_id!r}")
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            # A plain GET: the page probes this before opening the WebSocket.
-            raise web.HTTPError(426, "this route only speaks WebSocket")
+            # A plain GET: the view probes the route before opening the
+            # WebSocket (whose failures browsers report only as code 1006).
+            self.set_status(204)
+            self.finish()
+            return
         self._activity = os.path.join(os.path.dirname(socket_path), "activity")
         try:
             self._reader, self._writer = await asyncio.open_unix_connection(socket_path, limit=_CHUNK)
@@ -114,6 +117,21 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
-    route = url_path_join(serverapp.web_app.settings["base_url"], r"desktop-widget/([^/]*)/?(.*)")
-    serverapp.web_app.add_handlers(".*$", [(route, DesktopSocketHandler, {"runtime_dir": serverapp.runtime_dir})])
+    base_url = serverapp.web_app.settings["base_url"]
+    route = url_path_join(base_url, r"desktop-widget/([^/]*)/?(.*)")
+    config = serverapp.config.get("DesktopWidget", {})
+    serverapp.web_app.settings["desktop_widget_launcher"] = _launcher.LauncherDesktop(
+        cwd=serverapp.root_dir, idle_timeout=float(config.get("launcher_idle_timeout", 0) or 0)
+    )
+    serverapp.web_app.add_handlers(
+        ".*$",
+        [(route, DesktopSocketHandler, {"runtime_dir": serverapp.runtime_dir}), *_launcher.handlers(base_url)],
+    )
     serverapp.log.info("desktop_widget: desktops are served at %s", route)
+
+
+def _unload_jupyter_server_extension(serverapp) -> None:
+    """Stop the launcher's desktop with the server (kernels' desktops stop with their kernels)."""
+    launcher = serverapp.web_app.settings.get("desktop_widget_launcher")
+    if launcher is not None:
+        launcher.shutdown()

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 let here = fileURLToPath(new URL(".", import.meta.url));
 let options = {
 	absWorkingDir: here,
-	entryPoints: ["widget.js", "widget.css"],
+	entryPoints: ["widget.js", "widget.css", "page.js", "page.css"],
 	outdir: "../desktop_widget/static",
 	bundle: true,
 	format: "esm",

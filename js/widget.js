@@ -68,7 +68,7 @@ async function probe(url, signal) {
 		if (signal.aborted) return "closed";
 		return "the Jupyter server cannot be reached";
 	}
-	if (response.status === 426 || response.status === 400) return null; // alive, wants an upgrade
+	if (response.status === 204) return null; // the desktop is there
 	if (response.status === 404) return "this desktop is not running on this Jupyter server";
 	if (response.status === 403 || response.type === "opaqueredirect") return "not logged in to this Jupyter server";
 	return `the Jupyter server answered ${response.status}`;
@@ -237,6 +237,12 @@ function render({ model, el }) {
 	};
 	model.on("change:clipboard", on_clipboard);
 
+	/** @param {any} message */
+	let on_message = (message) => {
+		if (message?.type === "ctrl-alt-del") rfb?.sendCtrlAltDel();
+	};
+	model.on("msg:custom", on_message);
+
 	let on_traits = () => apply_traits();
 	let on_status = () => {
 		let state = model.get("status");
@@ -269,6 +275,7 @@ function render({ model, el }) {
 		model.off("change:status", on_status);
 		model.off("change:status_detail", on_status);
 		model.off("change:clipboard", on_clipboard);
+		model.off("msg:custom", on_message);
 		let id = model.get("_desktop_id");
 		if (primary_views.get(id) === token) primary_views.delete(id);
 		root.remove();

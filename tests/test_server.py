@@ -76,13 +76,19 @@ def test_unknown_or_malformed_id_404_before_handshake(jupyter, desktop, bad):
     assert ws_status(jupyter, f"desktop-widget/{bad}/") == 404
 
 
-def test_plain_get_is_told_to_upgrade(jupyter, desktop):
+def test_plain_get_is_a_probe_without_rfb(jupyter, desktop):
     req = urllib.request.Request(
         jupyter.api(f"desktop-widget/{desktop.id}/"), headers={"Authorization": f"token {jupyter.token}"}
     )
+    with urllib.request.urlopen(req, timeout=5) as response:
+        assert response.status == 204
+        assert response.read() == b""
+    missing = urllib.request.Request(
+        jupyter.api("desktop-widget/000000000000/"), headers={"Authorization": f"token {jupyter.token}"}
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(req, timeout=5)
-    assert err.value.code == 426
+        urllib.request.urlopen(missing, timeout=5)
+    assert err.value.code == 404
 
 
 def test_authenticated_speaks_rfb_both_ways(jupyter, desktop):

@@ -1,0 +1,189 @@
+"""The launcher's desktop: a full-page view at ``{base_url}desktop/`` behind a JupyterLab launcher tile.
+
+The page runs the same view module as the widget. Its desktop is started
+by the server on the first visit, registered like any other (name
+``launcher``, so kernels can ``Desktop.attach("launcher")``), survives the
+tab being closed, and stops from the page's toolbar or with the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+from pathlib import Path
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.base.handlers import APIHandler, AuthenticatedFileHandler, JupyterHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from . import _options, _registry
+from ._errors import DesktopError
+from ._session import AttachedSession, Session
+
+NAME = "launcher"
+_STATIC = Path(__file__).with_name("static")
+_ICON = Path(__file__).with_name("icons") / "desktop.svg"
+
+
+class LauncherDesktop:
+    """The one launcher desktop of this server (or the one of that name already running)."""
+
+    def __init__(self, cwd: str, idle_timeout: float) -> None:
+        self.cwd = cwd
+        self.idle_timeout = idle_timeout
+        self.session: Session | AttachedSession | None = None
+        self.lock = asyncio.Lock()
+
+    def current(self) -> _registry.DesktopInfo | None:
+        return _registry.find(NAME)
+
+    async def ensure(self) -> _registry.DesktopInfo:
+        async with self.lock:
+            info = self.current()
+            if info is not None:
+                return info
+            options = _options.check_options(
+                (1280, 800), "auto", 60, self.cwd, None, 20.0, NAME, False, self.idle_timeout
+            )
+            session = Session(options)
+            await asyncio.get_running_loop().run_in_executor(None, session.start)
+            self.session = session
+            return self.current()
+
+    async def stop(self) -> None:
+        async with self.lock:
+            info = self.current()
+            if info is None:
+                return
+            session = self.session if self.session and self.session.id == info.id else AttachedSession(info)
+            await asyncio.get_running_loop().run_in_executor(None, session.stop)
+
+    def shutdown(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+
+
+class _Authorized(JupyterHandler):
+    """A desktop is as powerful as a terminal: the same permission guards it."""
+
+    auth_resource = "terminals"
+
+    async def prepare(self) -> None:
+        await ensure_async(super().prepare())
+        user = self.current_user
+        if user and self.authorizer is not None:
+            allowed = await ensure_async(self.authorizer.is_authorized(self, user, "execute", self.auth_resource))
+            if not allowed:
+                raise web.HTTPError(403, "not authorized to use desktops")
+
+    @property
+    def launcher(self) -> LauncherDesktop:
+        return self.settings["desktop_widget_launcher"]
+
+
+def _state(info: _registry.DesktopInfo | None) -> dict:
+    if info is None:
+        return {"id": "", "status": "stopped", "ws_path": ""}
+    return {"id": info.id, "status": "running", "ws_path": f"desktop-widget/{info.id}/", "display": info.display}
+
+
+class DesktopPageHandler(_Authorized):
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            info = await self.launcher.ensure()
+            error = ""
+        except (DesktopError, OSError) as exc:
+            info, error = None, str(exc)
+        base_url = self.base_url
+        hub = os.environ.get("JUPYTERHUB_BASE_URL")
+        config = {
+            "baseUrl": base_url,
+            "desktop": _state(info),
+            "error": error,
+            "labUrl": url_path_join(base_url, "lab"),
+            "hubUrl": url_path_join(hub, "hub/home") if hub and os.environ.get("JUPYTERHUB_API_TOKEN") else "",
+            "xsrf": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
+        }
+        static = url_path_join(base_url, "desktop/static/")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            _PAGE.format(
+                config=json.dumps(config).replace("</", "<\\/"),
+                css=html.escape(static + "page.css"),
+                widget_css=html.escape(static + "widget.css"),
+                js=html.escape(static + "page.js"),
+            )
+        )
+
+
+class DesktopAPIHandler(_Authorized, APIHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.finish(json.dumps(_state(self.launcher.current())))
+
+    @web.authenticated
+    async def post(self, action: str) -> None:
+        if action == "start":
+            try:
+                info = await self.launcher.ensure()
+            except (DesktopError, OSError) as exc:
+                raise web.HTTPError(500, str(exc)) from exc
+            self.finish(json.dumps(_state(info)))
+        elif action == "stop":
+            await self.launcher.stop()
+            self.finish(json.dumps(_state(None)))
+        else:
+            raise web.HTTPError(404, f"unknown action {action!r}")
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Desktop</title>
+<link rel="stylesheet" href="{widget_css}">
+<link rel="stylesheet" href="{css}">
+<script id="jupyter-config-data" type="application/json">{config}</script>
+</head>
+<body>
+<div id="dw-page"></div>
+<script type="module" src="{js}"></script>
+</body>
+</html>
+"""
+
+
+def handlers(base_url: str) -> list[tuple]:
+    return [
+        (url_path_join(base_url, r"desktop/?"), DesktopPageHandler),
+        (url_path_join(base_url, r"desktop/api/state"), DesktopAPIHandler),
+        (url_path_join(base_url, r"desktop/api/(start|stop)"), DesktopAPIHandler),
+        (url_path_join(base_url, r"desktop/static/(.*)"), AuthenticatedFileHandler, {"path": str(_STATIC)}),
+    ]
+
+
+def server_proxy_entry() -> dict:
+    """The JupyterLab launcher tile (a jupyter-server-proxy entry point).
+
+    jupyter-server-proxy only draws the tile here; the tile opens our own
+    page. The proxy route it also makes leads to a unix socket path that
+    never exists (never a TCP port another user could answer on).
+    """
+    return {
+        "command": [],
+        "unix_socket": str(_registry.root() / "no-such-socket"),
+        "raw_socket_proxy": True,
+        "launcher_entry": {
+            "enabled": True,
+            "title": "Desktop",
+            "path_info": "desktop/",
+            "icon_path": str(_ICON),
+            "category": "Notebook",
+        },
+        "new_browser_tab": True,
+    }
