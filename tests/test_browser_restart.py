@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from desktop_widget import Desktop
-from tests.conftest import start_jupyter, stop_jupyter
+from tests._jupyter import start_jupyter, stop_jupyter
 
 pytestmark = pytest.mark.browser
 

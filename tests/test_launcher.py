@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from desktop_widget import Desktop, _registry
+from tests._jupyter import start_jupyter, stop_jupyter
 from tests._procs import tree, wait_gone
-from tests.conftest import start_jupyter, stop_jupyter
 
 pytestmark = pytest.mark.browser
 

@@ -13,6 +13,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from desktop_widget import Desktop
+from tests import _aio
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def ws_status(jupyter, path: str, **kw) -> int:
         conn.close()
         return 101
 
-    return asyncio.run(attempt())
+    return _aio.run(attempt())
 
 
 def test_unauthenticated_gets_403_and_no_rfb(jupyter, desktop):
@@ -117,6 +118,6 @@ def test_authenticated_speaks_rfb_both_ways(jupyter, desktop):
         conn.close()
         return version, (width, height)
 
-    version, size = asyncio.run(handshake())
+    version, size = _aio.run(handshake())
     assert version.startswith(b"RFB 003.")
     assert size == (800, 600)
