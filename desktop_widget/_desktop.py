@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import threading
@@ -50,6 +51,9 @@ class _Resources:
     def release(self) -> None:
         with self.lock:
             _apps.stop_all(self.apps)
+            if self.keyboard is not None:
+                with contextlib.suppress(Exception):
+                    self.keyboard.close()
             if self.clipboard is not None:
                 self.clipboard.close()
             if self.conn is not None:
@@ -225,7 +229,9 @@ class Desktop:
         if self._resources.keyboard is None:
             from ._keyboard import Keyboard
 
-            self._resources.keyboard = Keyboard(conn)
+            # (a partial, not a lambda over self: the resources must not keep the Desktop alive)
+            second = functools.partial(_x.connect, self.display, self._session.xauthority)
+            self._resources.keyboard = Keyboard(conn, connect=second)
         return self._resources.keyboard
 
     # -- keyboard ------------------------------------------------------------

@@ -7,22 +7,24 @@ keysym), so typing does not depend on the desktop's layout.
 
 Characters the keymap lacks (``é`` on a US layout, ``✓``, ``日``) are typed by
 binding them, for the moment, to spare keycodes (keycodes without keysyms),
-then restoring those. The race xdotool documents is real, and goes both ways,
-because a client applies a keymap change only when it *handles* the
-MappingNotify, by fetching the keymap from the server at that moment:
+then restoring those. The race xdotool documents is real, both ways: a client
+learns of a keymap change from a MappingNotify and fetches the new keysyms
+when it gets to it, and libX11 (Tk, xterm) applies a change it has merely
+*read* to the next key it looks up, even a key sent before the change. So
 
-* keys sent right after binding can be translated with the old keymap: Tk,
-  for one, translates a key event as soon as it reads it, before handling a
-  MappingNotify read with it;
-* a client that handles the MappingNotify only after the restore (it was
-  busy) fetches the restored keymap and loses the characters.
+* keys that reach a busy client together with the binding's notification
+  can be looked up in the old keymap, and
+* a restore that a client reads before it has handled our keys makes it look
+  them up in the restored keymap: the characters are lost.
 
-So after binding, the keyboard waits until the focused client has fetched
-the new keysyms, and only then sends the keys; it sees the fetch through the
-RECORD extension (on a second connection), which proves it however busy the
-client is. After the keys (and a short pause for clients that look keys up
-lazily) the keymap is restored: clients translate events in order, and the
-restore's notification comes after our keys.
+The keyboard therefore waits, after binding, until the focused client has
+handled the change, and after the keys, until it has handled them, before
+the keymap changes again. It knows by watching, through the RECORD extension
+on a second connection, for the client's fetch of the modifier map, which
+clients do only when they handle a keymap change (prompted by a key without
+keysym, which types nothing); then it pauses ``settle`` seconds for the few
+events that may remain. Without RECORD it can only pause, which a client
+busy for longer defeats.
 """
 
 from __future__ import annotations
@@ -113,9 +115,9 @@ _CONTROL_KEYS = {"\n": "Return", "\r": "Return", "\t": "Tab", "\b": "BackSpace",
 
 _FLUSH_EVERY = 256  # requests; python-xlib concatenates its send buffer, so keep it short
 _CHANGE_KEYBOARD_MAPPING = 100  # core request opcodes
-_GET_KEYBOARD_MAPPING = 101
-_XKB_GET_MAP = 8  # XKEYBOARD minor opcode: how XKB clients (libX11, xkbcommon) fetch keysyms
-_XKB_KEY_SYMS = 0x02  # XkbKeySymsMask in its full/partial fields
+_GET_MODIFIER_MAPPING = 119
+_XKB_GET_MAP = 8  # XKEYBOARD minor opcode: how XKB clients (GTK, xkbcommon) fetch the keymap
+_XKB_MODIFIER_MAP = 0x04  # XkbModifierMapMask in its full/partial fields
 
 
 # -- names ---------------------------------------------------------------------
@@ -280,41 +282,48 @@ class _Batch:
 
 
 class _Recorder:
-    """Sees, through RECORD on a connection of its own, which keycodes each client has fetched.
+    """Sees, through RECORD on a connection of its own, when each client fetches the modifier map.
 
-    Only keymap requests are recorded (core Change/GetKeyboardMapping and
-    XkbGetMap), so it costs the server next to nothing. Their order in the
-    recorded stream is the server's order, so "client C fetched keycode K after
-    our last change to K" is a fact, not a guess.
+    Clients refetch the modifier map only when they *handle* a keymap change
+    (Tk on its next key event after the MappingNotify, Xt on the MappingNotify,
+    Qt on the XKB notification, GTK on its next key event), never when they
+    merely read it; so such a fetch after our last change shows that the
+    client has handled the events up to that change, or at least up to one
+    of our changes shortly before it (xterm answers every MappingNotify).
+    Only our ChangeKeyboardMapping and modifier map fetches (core
+    GetModifierMapping, XkbGetMap) are recorded, next to nothing for the
+    server; the recorded stream is in the server's order.
     """
 
     def __init__(self, conn: Display, connect: Callable[[], Display], timeout: float = 5.0) -> None:
         self._conn = conn
         self._base = conn.display.info.resource_id_base
-        self._keycodes = range(conn.display.info.min_keycode, conn.display.info.max_keycode + 1)
         xkb = conn.query_extension("XKEYBOARD")
         self._xkb = xkb.major_opcode if xkb.present else -1
         self._changed = threading.Condition()
         self._ours = 0  # our ChangeKeyboardMapping requests seen so far
         self._position = 0  # of the next request in the recorded stream
-        self._changed_at: dict[int, int] = {}  # keycode -> position of our last change to it
-        self._fetched_at: dict[int, dict[int, int]] = {}  # client id base -> keycode -> position of its last fetch
+        self._last_change = -1  # position of our last ChangeKeyboardMapping
+        self._fetched_at: dict[int, int] = {}  # client id base -> position of its last modifier map fetch
         self._state = "starting"
         self._data = connect()
-        ext = (self._xkb, self._xkb, _XKB_GET_MAP, _XKB_GET_MAP) if self._xkb >= 0 else (0, 0, 0, 0)
+        nothing = {
+            "core_requests": (0, 0),
+            "core_replies": (0, 0),
+            "ext_requests": (0, 0, 0, 0),
+            "ext_replies": (0, 0, 0, 0),
+            "delivered_events": (0, 0),
+            "device_events": (0, 0),
+            "errors": (0, 0),
+            "client_started": False,
+            "client_died": False,
+        }
         ranges = [
-            {
-                "core_requests": (_CHANGE_KEYBOARD_MAPPING, _GET_KEYBOARD_MAPPING),
-                "core_replies": (0, 0),
-                "ext_requests": ext,
-                "ext_replies": (0, 0, 0, 0),
-                "delivered_events": (0, 0),
-                "device_events": (0, 0),
-                "errors": (0, 0),
-                "client_started": False,
-                "client_died": False,
-            }
+            {**nothing, "core_requests": (_CHANGE_KEYBOARD_MAPPING, _CHANGE_KEYBOARD_MAPPING)},
+            {**nothing, "core_requests": (_GET_MODIFIER_MAPPING, _GET_MODIFIER_MAPPING)},
         ]
+        if self._xkb >= 0:
+            ranges.append({**nothing, "ext_requests": (self._xkb, self._xkb, _XKB_GET_MAP, _XKB_GET_MAP)})
         self._context = conn.record_create_context(0, [record.AllClients], ranges)
         conn.sync()
         self._thread = threading.Thread(target=self._run, name="desktop-keyboard-record", daemon=True)
@@ -350,11 +359,11 @@ class _Recorder:
             order = "little" if order == "big" else "big"
         with self._changed:
             offset = 0
-            while offset + 8 <= len(data):  # one reply may hold several requests of the same client
+            while offset + 4 <= len(data):  # one reply may hold several requests of the same client
                 self._note(reply.id_base, data[offset:], order)
                 self._position += 1
                 size = int.from_bytes(data[offset + 2 : offset + 4], order) * 4
-                if size == 0:  # BIG-REQUESTS length
+                if size == 0 and offset + 8 <= len(data):  # BIG-REQUESTS length
                     size = int.from_bytes(data[offset + 4 : offset + 8], order) * 4
                 if size <= 0:
                     break
@@ -362,39 +371,26 @@ class _Recorder:
             self._changed.notify_all()
 
     def _note(self, client: int, request: bytes, order: str) -> None:
-        major, minor = request[0], request[1]
-        if major == _CHANGE_KEYBOARD_MAPPING and client == self._base:
-            self._ours += 1
-            for keycode in range(request[4], request[4] + request[1]):  # firstKeyCode, keyCodes
-                self._changed_at[keycode] = self._position
-            return
-        if major == _GET_KEYBOARD_MAPPING:
-            keycodes = range(request[4], request[4] + request[5])  # firstKeyCode, count
-        elif major == self._xkb and minor == _XKB_GET_MAP and len(request) >= 14:
+        major = request[0]
+        if major == _CHANGE_KEYBOARD_MAPPING:
+            if client == self._base:
+                self._ours += 1
+                self._last_change = self._position
+        elif major == _GET_MODIFIER_MAPPING:
+            self._fetched_at[client] = self._position
+        elif major == self._xkb and request[1] == _XKB_GET_MAP and len(request) >= 10:
             full = int.from_bytes(request[6:8], order)
             partial = int.from_bytes(request[8:10], order)
-            if full & _XKB_KEY_SYMS:
-                keycodes = self._keycodes
-            elif partial & _XKB_KEY_SYMS:
-                keycodes = range(request[12], request[12] + request[13])  # firstKeySym, nKeySyms
-            else:
-                return
-        else:
-            return
-        fetched = self._fetched_at.setdefault(client, {})
-        for keycode in keycodes:
-            fetched[keycode] = self._position
+            if (full | partial) & _XKB_MODIFIER_MAP:
+                self._fetched_at[client] = self._position
 
-    def wait_fetched(self, changes: int, client: int, keycodes: Sequence[int], timeout: float) -> bool:
-        """Wait until ``client`` has fetched each of ``keycodes`` since our ``changes``-th change."""
+    def wait_handled(self, changes: int, client: int, timeout: float) -> bool:
+        """Wait until ``client`` has fetched the modifier map after our ``changes``-th keymap change."""
 
         def done() -> bool:
             if self._state != "recording":
                 return True
-            if self._ours < changes:
-                return False
-            fetched = self._fetched_at.get(client, {})
-            return all(fetched.get(kc, -1) > self._changed_at.get(kc, -1) for kc in keycodes)
+            return self._ours >= changes and self._fetched_at.get(client, -1) > self._last_change
 
         with self._changed:
             return self._changed.wait_for(done, timeout) and self._state == "recording"
@@ -426,12 +422,12 @@ class Keyboard:
     ``conn`` is a python-xlib connection for this keyboard alone (python-xlib
     is not thread-safe; calls into this object are serialised by a lock).
     ``connect`` opens one more connection to the same display, on which the
-    keyboard watches keymap fetches (RECORD) so that it types characters it
-    had to bind only once the focused client has them. Without it (or
-    without RECORD) it waits ``settle`` seconds instead, which a busy client
-    can outlast. ``settle`` is also the pause before bindings are undone, for
-    clients that look keys up lazily; ``timeout`` bounds the wait for a
-    client that never fetches the keymap (it reads raw keycodes, or hangs).
+    keyboard watches (RECORD) for the focused client to have handled a
+    keymap change before it types with, or undoes, temporary bindings (see
+    the module docstring); ``timeout`` bounds that wait for a client that
+    never shows it (one that reads raw keycodes, or hangs). ``settle`` is
+    the pause after it, or instead of it without ``connect`` or RECORD.
+    ASCII text on a usual layout needs no binding and none of this.
     """
 
     def __init__(
@@ -439,7 +435,7 @@ class Keyboard:
         conn: Display,
         *,
         connect: Callable[[], Display] | None = None,
-        settle: float = 0.05,
+        settle: float = 0.1,
         timeout: float = 2.0,
     ) -> None:
         if not conn.has_extension("XTEST"):
@@ -459,7 +455,7 @@ class Keyboard:
             try:
                 self._recorder = _Recorder(conn, connect)
             except Exception:
-                log.warning("cannot watch keymap fetches (RECORD); waiting %.2f s instead", settle, exc_info=True)
+                log.warning("cannot watch keymap changes (RECORD); pausing %.2f s instead", settle, exc_info=True)
 
     # -- public ----------------------------------------------------------------
     def key(self, *combos: str) -> None:
@@ -501,7 +497,7 @@ class Keyboard:
                 self._held.extend(added)
                 self._down.clear()  # held now: _finish must not release them
             finally:
-                self._finish()
+                self._finish(keymap)
 
     def key_up(self, name: str) -> None:
         """Release what :meth:`key_down` pressed for ``name`` (or just release the key)."""
@@ -583,7 +579,7 @@ class Keyboard:
                         self._flush()
                         time.sleep(delay)
         finally:
-            self._finish()
+            self._finish(keymap)
 
     def _stroke(self, keymap: _Keymap, stroke: tuple[int, ...]) -> None:
         if len(stroke) == 1:
@@ -648,7 +644,7 @@ class Keyboard:
                 f"{len(todo)} keysyms are missing from the keymap but only {len(slots)} keycodes are free"
             )
         if any(kc in self._bound for kc in slots):
-            self._pause()  # keys sent under the old bindings must be translated before they change
+            self._checkpoint(keymap)  # keys sent under the old bindings must be translated before they change
         catcher = CatchError()
         for keysym, keycode in zip(todo, slots, strict=True):
             self._original.setdefault(keycode, keymap.rows[keycode])
@@ -659,45 +655,50 @@ class Keyboard:
         if catcher.get_error():
             raise RuntimeError(f"cannot bind a spare keycode: {catcher.get_error()}")
         log.debug("bound %d keysyms to spare keycodes %s", len(todo), slots)
-        self._await_fetch(keymap, slots)
+        self._await_handled(keymap)
 
-    def _await_fetch(self, keymap: _Keymap, keycodes: list[int]) -> None:
-        """Return once the focused client has fetched ``keycodes`` since we bound them.
+    def _await_handled(self, keymap: _Keymap) -> None:
+        """Return once the focused client has handled the events up to our last keymap change.
 
-        Keys must not be sent before: Tk, for one, translates a key event as
-        soon as it reads it, but applies a MappingNotify only when it gets to
-        handle it, so keys that arrive together with the notification would
-        be translated with the old keymap. A client that fetches lazily (GTK:
-        on its next key event) is sent a key that has no keysym, which types
-        nothing, to make it fetch. Without RECORD: ``settle`` seconds.
+        The client is sent a key without keysym (it types nothing): Tk and
+        GTK look at a changed keymap only on their next key event. Its fetch
+        of the modifier map then shows that it got there (see
+        :class:`_Recorder`), however long it was busy; ``timeout`` bounds the
+        wait for a client that never looks (it reads raw keycodes, or hangs).
+        A client may answer an earlier change of ours, though (xterm handles
+        every MappingNotify separately), so ``settle`` seconds follow for it
+        to handle the few events that remain. Without RECORD only ``settle``.
         """
+        if keymap.prime:
+            self._fake(X.KeyPress, keymap.prime)
+            self._fake(X.KeyRelease, keymap.prime)
+        self._flush()
         client = self._focused_client()
         recorder = self._recorder
-        if recorder is None or not recorder.alive or client is None:
-            time.sleep(self.settle)
-            return
-        started = time.monotonic()
-        if not recorder.wait_fetched(self._changes, client, keycodes, 0.03):
-            if keymap.prime:
-                self._fake(X.KeyPress, keymap.prime)
-                self._fake(X.KeyRelease, keymap.prime)
-                self._flush()
-            if not recorder.wait_fetched(self._changes, client, keycodes, self.timeout):
-                log.info("client %#x did not fetch the keymap within %.1f s; typing anyway", client, self.timeout)
-                return
-        log.debug("client %#x fetched the new bindings after %.3f s", client, time.monotonic() - started)
-
-    def _pause(self) -> None:
-        """Give the client ``settle`` seconds to translate the keys sent so far.
-
-        Clients translate events in order, so a keymap change queued after our
-        keys does not affect them; the pause is for clients that fetch the
-        keymap lazily on their next lookup after merely *reading* a change.
-        """
-        self._conn.sync()
+        if recorder is not None and recorder.alive and client is not None:
+            started = time.monotonic()
+            if recorder.wait_handled(self._changes, client, self.timeout):
+                log.debug("client %#x handled the keymap change after %.3f s", client, time.monotonic() - started)
+            else:
+                log.info("client %#x did not handle the keymap change within %.1f s", client, self.timeout)
+        else:
+            self._conn.sync()
         time.sleep(self.settle)
 
-    def _finish(self) -> None:
+    def _checkpoint(self, keymap: _Keymap) -> None:
+        """Return once the focused client has handled every key sent so far, before bindings change.
+
+        libX11 (Tk, xterm) applies a keymap change at its next lookup once it
+        has merely *read* the notification, even to key events read before
+        it, so our keys must be handled before a binding changes. A no-op
+        change of the prime keycode after them is the mark to wait for.
+        """
+        if keymap.prime and self._recorder is not None and self._recorder.alive:
+            self._conn.change_keyboard_mapping(keymap.prime, [keymap.rows[keymap.prime]])
+            self._changes += 1
+        self._await_handled(keymap)
+
+    def _finish(self, keymap: _Keymap | None = None) -> None:
         """Release what the operation pressed, then restore bindings no held key needs."""
         try:
             for keycode in reversed(self._down):
@@ -707,7 +708,7 @@ class Keyboard:
             held = {kc for _, kc in self._held}
             restore = [kc for kc in self._bound if kc not in held]
             if restore:
-                self._pause()
+                self._checkpoint(keymap or _Keymap.read(self._conn))
                 catcher = CatchError()
                 for keycode in restore:
                     self._conn.change_keyboard_mapping(keycode, [self._original.pop(keycode)], onerror=catcher)

@@ -336,6 +336,7 @@ def test_fifty_start_stop_cycles_leak_nothing():
             d.click(10, 10)
             d.screenshot()
             d.clipboard = "x"
+            d.type("aé")  # the keyboard, its keymap watcher and its second connection
 
     cycle()  # warm up imports and caches
     before = _resources()
