@@ -13,9 +13,10 @@ import html
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from jupyter_core.utils import ensure_async
-from jupyter_server.base.handlers import APIHandler, AuthenticatedFileHandler, JupyterHandler
+from jupyter_server.base.handlers import APIHandler, FileFindHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
@@ -140,6 +141,21 @@ class DesktopAPIHandler(_Authorized, APIHandler):
             raise web.HTTPError(404, f"unknown action {action!r}")
 
 
+class StaticHandler(FileFindHandler):
+    """The page's JS and CSS: the package's own build output, public like JupyterLab's ``/static/``.
+
+    Not behind the login: the page loads page.js as a module script, which a
+    browser fetches in CORS mode, and a JupyterHub single-user server
+    (JupyterHub >= 4.1) ignores its login cookie on such a request unless it
+    carries an XSRF token, which a ``<script>`` cannot send. A login-only
+    handler answers it with a redirect to the hub's OAuth, over and over.
+    """
+
+    # FileFindHandler caches found files by relative path in a class attribute:
+    # one of our own, so that no other route's "page.js" is ever served here.
+    _static_paths: ClassVar[dict[str, str]] = {}
+
+
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -163,7 +179,7 @@ def handlers(base_url: str) -> list[tuple]:
         (url_path_join(base_url, r"desktop/?"), DesktopPageHandler),
         (url_path_join(base_url, r"desktop/api/state"), DesktopAPIHandler),
         (url_path_join(base_url, r"desktop/api/(start|stop)"), DesktopAPIHandler),
-        (url_path_join(base_url, r"desktop/static/(.*)"), AuthenticatedFileHandler, {"path": str(_STATIC)}),
+        (url_path_join(base_url, r"desktop/static/(.*)"), StaticHandler, {"path": str(_STATIC)}),
     ]
 
 

@@ -54,6 +54,18 @@ export function route_urls(base, path) {
 }
 
 /**
+ * The page's `_xsrf` cookie, which a script's requests send back as the
+ * `X-XSRFToken` header (as JupyterLab's own requests do). A JupyterHub
+ * single-user server (JupyterHub >= 4.1) accepts its login cookie on a
+ * fetch() only with it, even on a GET: without it the user is anonymous.
+ * @returns {string | null}
+ */
+function xsrf_cookie() {
+	let match = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+	return match ? match[1] : null;
+}
+
+/**
  * Ask the route whether the desktop is reachable before opening a WebSocket,
  * whose failures the browser reports only as code 1006.
  * @param {string} url
@@ -61,9 +73,16 @@ export function route_urls(base, path) {
  * @returns {Promise<string | null>} null when a WebSocket should succeed, else why not
  */
 async function probe(url, signal) {
+	let xsrf = xsrf_cookie();
 	let response;
 	try {
-		response = await fetch(url, { signal, credentials: "same-origin", redirect: "manual", cache: "no-store" });
+		response = await fetch(url, {
+			signal,
+			credentials: "same-origin",
+			redirect: "manual",
+			cache: "no-store",
+			headers: xsrf ? { "X-XSRFToken": xsrf } : {},
+		});
 	} catch (error) {
 		if (signal.aborted) return "closed";
 		return "the Jupyter server cannot be reached";
