@@ -62,6 +62,10 @@ class LauncherDesktop:
             session = self.session if self.session and self.session.id == info.id else AttachedSession(info)
             await asyncio.get_running_loop().run_in_executor(None, session.stop)
 
+    def why_stopped(self) -> str:
+        """"idle" when this server's launcher desktop stopped itself for lack of use."""
+        return self.session.detail if isinstance(self.session, Session) else ""
+
     def shutdown(self) -> None:
         if self.session is not None:
             self.session.stop()
@@ -85,9 +89,9 @@ class _Authorized(JupyterHandler):
         return self.settings["desktop_widget_launcher"]
 
 
-def _state(info: _registry.DesktopInfo | None) -> dict:
+def _state(info: _registry.DesktopInfo | None, detail: str = "") -> dict:
     if info is None:
-        return {"id": "", "status": "stopped", "ws_path": ""}
+        return {"id": "", "status": "stopped", "ws_path": "", "detail": detail}
     return {"id": info.id, "status": "running", "ws_path": f"desktop-widget/{info.id}/", "display": info.display}
 
 
@@ -124,7 +128,7 @@ class DesktopPageHandler(_Authorized):
 class DesktopAPIHandler(_Authorized, APIHandler):
     @web.authenticated
     async def get(self) -> None:
-        self.finish(json.dumps(_state(self.launcher.current())))
+        self.finish(json.dumps(_state(self.launcher.current(), self.launcher.why_stopped())))
 
     @web.authenticated
     async def post(self, action: str) -> None:

@@ -57,6 +57,8 @@ class Session:
         self.options = options
         self.id = secrets.token_hex(6)
         self.state = "starting"
+        #: Why the state is what it is (e.g. "idle" for a desktop stopped by its idle timeout).
+        self.detail = ""
         self.display: str | None = None
         self.directory: Path | None = None
         self.xauthority: str | None = None
@@ -77,6 +79,7 @@ class Session:
     def _set_state(self, state: str, detail: str = "") -> None:
         with self._changed:
             self.state = state
+            self.detail = detail
             self._changed.notify_all()
         for callback in list(self._listeners):
             try:

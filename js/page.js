@@ -6,7 +6,7 @@
  */
 import view from "./widget.js";
 
-/** @typedef {{ id: string, status: string, ws_path: string, display?: string }} DesktopState */
+/** @typedef {{ id: string, status: string, ws_path: string, display?: string, detail?: string }} DesktopState */
 
 let config = JSON.parse(document.getElementById("jupyter-config-data")?.textContent ?? "{}");
 
@@ -100,7 +100,10 @@ function main() {
 
 	let render_state = () => {
 		let running = model.get("status") === "running";
-		state.textContent = running ? `running on ${desktop.display ?? "?"}` : model.get("status");
+		let detail = model.get("status_detail");
+		state.textContent = running
+			? `running on ${desktop.display ?? "?"}`
+			: `${model.get("status")}${detail ? ` (${detail})` : ""}`;
 		state.dataset.kind = model.get("status");
 		power.textContent = running ? "Stop" : "Start";
 		cad.toggleAttribute("disabled", !running);
@@ -121,7 +124,7 @@ function main() {
 		desktop = next;
 		model.set("_desktop_id", next.id);
 		model.set("_ws_path", next.ws_path);
-		model.set("status_detail", "");
+		model.set("status_detail", next.detail ?? "");
 		model.set("status", next.status);
 		render_state();
 	};
@@ -139,7 +142,8 @@ function main() {
 	setInterval(async () => {
 		try {
 			let next = await api("state");
-			if (next.id !== model.get("_desktop_id") || next.status !== model.get("status")) adopt(next);
+			let changed = next.id !== model.get("_desktop_id") || next.status !== model.get("status");
+			if (changed || (next.detail ?? "") !== model.get("status_detail")) adopt(next);
 		} catch {
 			// the server is restarting; the view shows its own reconnecting status
 		}

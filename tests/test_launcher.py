@@ -120,3 +120,27 @@ def test_page_needs_login(server):
         urllib.request.urlopen(request, timeout=10)
     assert err.value.code == 403
     assert _registry.find("launcher") is None  # an anonymous visit starts nothing
+
+
+def test_launcher_idle_timeout_frees_everything(tmp_path, browser):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "jupyter_server_config.json").write_text(json.dumps({"DesktopWidget": {"launcher_idle_timeout": 2}}))
+    server = start_jupyter(tmp_path)  # JUPYTER_CONFIG_DIR is tmp_path/config
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.url}desktop/?token={server.token}", timeout=60_000)
+        expect(page.locator(".dw-status")).to_have_attribute("data-kind", "connected", timeout=60_000)
+        info = _registry.find("launcher")
+        pids = tree(info.supervisor_pid)
+        time.sleep(3)
+        assert _registry.find("launcher") is not None, "a connected view keeps the desktop in use"
+        page.goto("about:blank")  # nobody looks any more
+        assert wait_gone(pids, 10) == set()
+        assert _registry.find("launcher") is None
+        page.goto(f"{server.url}desktop/?token={server.token}")  # a new visit starts a new one
+        expect(page.locator(".dw-status")).to_have_attribute("data-kind", "connected", timeout=60_000)
+        assert _registry.find("launcher").id != info.id
+    finally:
+        page.close()
+        stop_jupyter(server)
