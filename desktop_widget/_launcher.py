@@ -63,7 +63,7 @@ class LauncherDesktop:
             await asyncio.get_running_loop().run_in_executor(None, session.stop)
 
     def why_stopped(self) -> str:
-        """"idle" when this server's launcher desktop stopped itself for lack of use."""
+        """ "idle" when this server's launcher desktop stopped itself for lack of use."""
         return self.session.detail if isinstance(self.session, Session) else ""
 
     def shutdown(self) -> None:
