@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import threading
 import time
@@ -458,16 +457,8 @@ class Desktop:
     def as_default(self) -> Iterator[Desktop]:
         """Within the block, X programs and toolkits opened by this process (Tk, Qt, matplotlib) use this desktop."""
         self._require_running()
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
+        with _x.swap_environ(self.env):
             yield self
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     # -- display -----------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

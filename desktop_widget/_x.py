@@ -20,19 +20,25 @@ _environ_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def environ(values: dict[str, str]) -> Iterator[None]:
+def swap_environ(values: dict[str, str]) -> Iterator[None]:
     """Set ``values`` in ``os.environ`` for the block, then restore what was there."""
-    with _environ_lock:
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """``swap_environ`` for a moment, one thread at a time."""
+    with _environ_lock, swap_environ(values):
+        yield
 
 
 def connect(display: str, xauthority: str) -> xdisplay.Display:

@@ -18,35 +18,15 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell
+
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = "dw-browser.ipynb"
-#: An unusual colour that nothing on a bare openbox desktop shows by chance.
-PINK = (255, 51, 102)
-#: JPEG and colour conversion may move each channel a little.
-TOLERANCE = 12
 TYPED = "hello desktop"
 
-DEMO = 'from desktop_widget import Desktop; d = Desktop(session="wm"); d'
 
-PIXELS = """\
-# dw-test: pixels
-import os
-import Xlib.X
-import Xlib.display
-os.environ.update(d.env)
-xd = Xlib.display.Display(d.display)
-screen = xd.screen()
-W, H = screen.width_in_pixels, screen.height_in_pixels
-x, y, w, h = W // 2 - 60, H // 2 - 40, 120, 80
-pink = screen.root.create_window(
-    x, y, w, h, 0, screen.root_depth, Xlib.X.InputOutput, Xlib.X.CopyFromParent,
-    background_pixel=0xFF3366, override_redirect=True,
-)
-pink.map()
-xd.sync()
-print("WINDOW", x, y, w, h, "SCREEN", W, H)
-"""
+PIXELS = pixels_cell("dw-test: pixels")
 
 XTERM = """\
 # dw-test: xterm
@@ -121,10 +101,6 @@ STOP = """\
 d.stop()
 print("STOPPED", d.status)
 """
-
-
-def near(rgb: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    return all(abs(a - b) <= TOLERANCE for a, b in zip(rgb, expected, strict=True))
 
 
 def notebook_json(typed_path: Path) -> dict:

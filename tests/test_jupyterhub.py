@@ -30,6 +30,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell
 from tests._procs import alive, tree, wait_gone
 
 pytestmark = pytest.mark.browser
@@ -40,30 +41,9 @@ CHP = HERE / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
 BIN = Path(sys.executable).parent
 USER = "alice"
 NOTEBOOK = "dw-hub.ipynb"
-#: An unusual colour that nothing on a bare openbox desktop shows by chance.
-PINK = (255, 51, 102)
 GREEN = (51, 204, 102)
-TOLERANCE = 12  # JPEG and colour conversion move each channel a little
 
-DEMO = 'from desktop_widget import Desktop; d = Desktop(session="wm"); d'
-PIXELS = """\
-# dw-hub: pixels
-import os
-import Xlib.X
-import Xlib.display
-os.environ.update(d.env)
-xd = Xlib.display.Display(d.display)
-screen = xd.screen()
-W, H = screen.width_in_pixels, screen.height_in_pixels
-x, y, w, h = W // 2 - 60, H // 2 - 40, 120, 80
-pink = screen.root.create_window(
-    x, y, w, h, 0, screen.root_depth, Xlib.X.InputOutput, Xlib.X.CopyFromParent,
-    background_pixel=0xFF3366, override_redirect=True,
-)
-pink.map()
-xd.sync()
-print("WINDOW", x, y, w, h, "SCREEN", W, H)
-"""
+PIXELS = pixels_cell("dw-hub: pixels")
 #: The launcher's desktop, scripted from the same kernel: a window of another colour on it.
 LAUNCHER = """\
 # dw-hub: launcher
@@ -269,10 +249,6 @@ def _pixel(canvas, x: int, y: int) -> tuple[int, int, int]:
     return tuple(rgba[:3])
 
 
-def _near(rgb: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    return all(abs(a - b) <= TOLERANCE for a, b in zip(rgb, expected, strict=True))
-
-
 def _shows_window(page, canvas, output: str, colour: tuple[int, int, int]) -> None:
     """The canvas shows the X window the cell printed (``... x y w h SCREEN W H``) in ``colour``, and only there."""
     x, y, w, h, screen_w, screen_h = (
@@ -293,9 +269,9 @@ def _shows_window(page, canvas, output: str, colour: tuple[int, int, int]) -> No
             f"the window's centre never became {colour} on the canvas: {_pixel(canvas, x + w // 2, y + h // 2)}"
         )
     for px, py in ((x + 2, y + 2), (x + w - 3, y + h - 3)):
-        assert _near(_pixel(canvas, px, py), colour), f"({px}, {py}) inside is {_pixel(canvas, px, py)}"
+        assert near(_pixel(canvas, px, py), colour), f"({px}, {py}) inside is {_pixel(canvas, px, py)}"
     for px, py in ((x - 10, y + h // 2), (x + w + 10, y + h // 2), (x + w // 2, y - 10), (x + w // 2, y + h + 10)):
-        assert not _near(_pixel(canvas, px, py), colour), f"({px}, {py}) outside is {colour} too"
+        assert not near(_pixel(canvas, px, py), colour), f"({px}, {py}) outside is {colour} too"
 
 
 def test_desktop_in_a_notebook_and_the_launcher_page_under_jupyterhub(hub, browser, artifacts):
