@@ -78,11 +78,21 @@ print("VIEW-CLIPBOARD", repr(d.view.clipboard))
 LOGOUT = """\
 # dw-test: logout
 import signal
-wm = [a for a in __import__("os").listdir("/proc") if a.isdigit()
-      and open(f"/proc/{a}/comm").read().strip() == "openbox"
-      and open(f"/proc/{a}/environ", "rb").read().find(f"DISPLAY={d.display}\\0".encode()) >= 0]
+
+def session_wm(display):
+    \"\"\"The openbox of this desktop (processes may vanish while we look).\"\"\"
+    for entry in os.listdir("/proc"):
+        try:
+            if open(f"/proc/{entry}/comm").read().strip() != "openbox":
+                continue
+            if f"DISPLAY={display}\\0".encode() in open(f"/proc/{entry}/environ", "rb").read():
+                yield int(entry)
+        except (OSError, ValueError):
+            continue
+
+wm = list(session_wm(d.display))
 for pid in wm:
-    os.kill(int(pid), signal.SIGTERM)
+    os.kill(pid, signal.SIGTERM)
 print("KILLED", len(wm))
 """
 
@@ -463,7 +473,7 @@ def test_logout_is_shown_and_restart_recovers(lab):
     assert "KILLED 1" in lab.output_of("dw-test: logout", "KILLED")
     status = lab.desktop_cell.locator('.dw-status[data-kind="session-exited"]')
     status.wait_for(state="attached", timeout=15_000)
-    assert "restart" in status.inner_text()
+    assert "restart" in status.text_content()
     lab.screenshot("7-session-exited")
     lab.run("dw-test: restart")
     assert "STATUS running" in lab.output_of("dw-test: restart", "STATUS")
@@ -475,8 +485,10 @@ def test_stop_shows_the_stopped_status(lab):
     lab.run("dw-test: stop")
     lab.output_of("dw-test: stop", "STOPPED")
     lab.desktop_cell.locator('.dw-status[data-kind="stopped"]').wait_for(state="attached", timeout=15_000)
-    assert "stopped" in lab.status.inner_text()
+    assert "stopped" in lab.status.text_content()
+    # Running the cell scrolled the notebook away, and JupyterLab does not render
+    # cells out of sight (so no CSS transition runs there): scroll back first.
+    lab.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
     # The overlay fades in (CSS transition); wait until it is fully visible.
     lab.page.wait_for_function("s => getComputedStyle(s).opacity === '1'", arg=lab.status.element_handle())
-    lab.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
     lab.screenshot("6-stopped")
