@@ -56,6 +56,12 @@ origin = screen.root.translate_coords(win, 0, 0)
 print("XTERM", origin.x, origin.y, geometry.width, geometry.height)
 """
 
+VIEW_SIZE = """\
+# dw-test: view-size
+from desktop_widget import _desktop
+print("VIEW", d.view._view_size, "NEXT", _desktop._last_view_size)
+"""
+
 RESIZE = """\
 # dw-test: resize
 d.resize(1024, 768)
@@ -122,6 +128,7 @@ def notebook_json(typed_path: Path) -> dict:
         code(DEMO),
         code(PIXELS),
         code(XTERM.format(out=str(typed_path))),
+        code(VIEW_SIZE),
         code(RESIZE),
         code(CLIP_SET),
         code(CLIP_READ),
@@ -440,6 +447,14 @@ def test_wheel_over_an_unfocused_view_scrolls_the_notebook(lab):
     page.wait_for_function("before => window.__dwScroller.scrollTop > before", arg=before, timeout=10_000)
     assert not page.evaluate("() => window.__dwWheel.defaultPrevented"), "the wheel was cancelled"
     page.screenshot(path=str(lab.artifacts / "browser-5-scrolled.png"))
+
+
+def test_the_kernel_learns_the_view_size(lab):
+    """So that the next Desktop() starts at the view's size instead of being resized (and redrawn)."""
+    size = lab.canvas.evaluate("c => [c.width, c.height]")
+    lab.run("dw-test: view-size")
+    text = lab.output_of("dw-test: view-size", "VIEW")
+    assert f"VIEW {size} NEXT [{tuple(size)}]" in text, (size, text)
 
 
 def test_resize_from_python_reaches_the_canvas(lab):
