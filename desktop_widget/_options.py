@@ -19,6 +19,7 @@ from ._errors import DesktopError
 MIN_SIZE = 32
 MAX_SIZE = 8192
 
+XDG_DEFAULTS = Path(__file__).with_name("xdg")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SESSION_KINDS = ("auto", "xfce", "wm", "none")
 #: Light window managers, best first, and the arguments that start them bare.
@@ -216,5 +217,7 @@ def desktop_environ(options: Options, xauthority: str, base: dict[str, str] | No
     for var in _DROP_ENV:
         env.pop(var, None)
     env["XAUTHORITY"] = xauthority
+    # Our defaults for XFCE (no compositor) under the system's; a user's own settings still win.
+    env["XDG_CONFIG_DIRS"] = os.pathsep.join([str(XDG_DEFAULTS), env.get("XDG_CONFIG_DIRS") or "/etc/xdg"])
     env.update(options.env)
     return env

@@ -102,4 +102,7 @@ def test_desktop_environ_drops_foreign_session():
     options = check(env={"EXTRA": "1"})
     base = {"DISPLAY": ":99", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x", "HOME": "/h"}
     env = _options.desktop_environ(options, "/auth", base)
+    xdg = env.pop("XDG_CONFIG_DIRS").split(":")
     assert env == {"HOME": "/h", "XAUTHORITY": "/auth", "EXTRA": "1"}
+    assert xdg == [str(_options.XDG_DEFAULTS), "/etc/xdg"]
+    assert (_options.XDG_DEFAULTS / "xfce4/xfconf/xfce-perchannel-xml/xfwm4.xml").is_file()

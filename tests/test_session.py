@@ -227,3 +227,15 @@ def test_several_desktops_are_independent():
     finally:
         for d in ds:
             d.stop()
+
+
+def test_xfce_runs_without_compositor_by_default(tmp_path):
+    """Our XFCE defaults: xfwm4's compositor would add a frame of latency to every update."""
+    with Desktop(session="xfce", geometry=(800, 600), env={"HOME": str(tmp_path)}) as d:
+        deadline = time.monotonic() + 15
+        while not any(w.wm_class == "Xfce4-panel" for w in d.windows()):
+            assert time.monotonic() < deadline, "XFCE's panel never came up"
+            time.sleep(0.1)
+        with d._x() as conn:
+            assert conn.get_selection_owner(conn.get_atom("_NET_WM_CM_S0")) == 0
+            assert conn.get_selection_owner(conn.get_atom("WM_S0")) != 0  # xfwm4 does run
