@@ -82,6 +82,8 @@ class Desktop:
     view_only = _ViewTrait()
     scale = _ViewTrait()
     height = _ViewTrait()
+    quality = _ViewTrait()
+    compression = _ViewTrait()
 
     def __init__(
         self,
@@ -91,6 +93,8 @@ class Desktop:
         view_only: bool = False,
         scale: bool | None = None,
         height: str = "600px",
+        quality: int = 6,
+        compression: int = 2,
         frame_rate: int = 60,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
@@ -108,7 +112,7 @@ class Desktop:
             geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout
         )
         # Built before anything starts so that bad view arguments fail early.
-        view = DesktopView(view_only=view_only, scale=scale, height=height)
+        view = DesktopView(view_only=view_only, scale=scale, height=height, quality=quality, compression=compression)
         existing = _registry.find(options.name) if options.name else None
         if existing is not None and existing.name == options.name:
             # Get-or-create: the desktop of that name is already running somewhere.

@@ -36,6 +36,11 @@ class DesktopView(anywidget.AnyWidget):
     view_only = traitlets.Bool(False).tag(sync=True)
     scale = traitlets.Bool(False).tag(sync=True)
     height = traitlets.Unicode("600px").tag(sync=True)
+    #: noVNC's JPEG quality (0-9): lower draws busy, photo-like content faster on less bandwidth
+    #: (TigerVNC keeps text and flat areas lossless whatever it is).
+    quality = traitlets.Int(6, min=0, max=9).tag(sync=True)
+    #: noVNC's compression level (0-9): higher trades the server's CPU for bandwidth.
+    compression = traitlets.Int(2, min=0, max=9).tag(sync=True)
     #: The desktop's clipboard text as the views last saw it (noVNC's clipboard events).
     clipboard = traitlets.Unicode("").tag(sync=True)
     #: The primary view's size in CSS pixels, reported by the view.

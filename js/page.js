@@ -78,6 +78,8 @@ function main() {
 		view_only: false,
 		scale: false,
 		height: "100%",
+		quality: 6,
+		compression: 2,
 		clipboard: "",
 		_view_size: [],
 	});

@@ -141,6 +141,8 @@ function render({ model, el }) {
 		if (!rfb) return;
 		let scale = model.get("scale") || !is_primary();
 		rfb.viewOnly = model.get("view_only");
+		rfb.qualityLevel = model.get("quality");
+		rfb.compressionLevel = model.get("compression");
 		rfb.scaleViewport = scale;
 		rfb.resizeSession = !scale;
 	}
@@ -280,7 +282,8 @@ function render({ model, el }) {
 			show(describe_state(state, model.get("status_detail")), state);
 		}
 	};
-	for (let name of ["change:view_only", "change:scale", "change:height"]) model.on(name, on_traits);
+	let TRAITS = ["change:view_only", "change:scale", "change:height", "change:quality", "change:compression"];
+	for (let name of TRAITS) model.on(name, on_traits);
 	model.on("change:status", on_status);
 	model.on("change:status_detail", on_status);
 
@@ -290,7 +293,7 @@ function render({ model, el }) {
 	return () => {
 		controller.abort();
 		disconnect();
-		for (let name of ["change:view_only", "change:scale", "change:height"]) model.off(name, on_traits);
+		for (let name of TRAITS) model.off(name, on_traits);
 		model.off("change:status", on_status);
 		model.off("change:status_detail", on_status);
 		model.off("change:clipboard", on_clipboard);
