@@ -13,6 +13,7 @@ from typing import Any
 
 from . import _apps, _options, _pointer, _registry, _rfb, _screen, _windows, _x
 from ._errors import DesktopError, DesktopStopped
+from ._options import DEFAULT_FRAME_RATE
 from ._session import AttachedSession, Session, touch
 from ._widget import DesktopView
 from ._windows import Window
@@ -95,7 +96,7 @@ class Desktop:
         height: str = "600px",
         quality: int = 6,
         compression: int = 2,
-        frame_rate: int = 60,
+        frame_rate: int = DEFAULT_FRAME_RATE,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = 20.0,

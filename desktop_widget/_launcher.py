@@ -47,7 +47,7 @@ class LauncherDesktop:
             if info is not None:
                 return info
             options = _options.check_options(
-                (1280, 800), "auto", 60, self.cwd, None, 20.0, NAME, False, self.idle_timeout
+                (1280, 800), "auto", _options.DEFAULT_FRAME_RATE, self.cwd, None, 20.0, NAME, False, self.idle_timeout
             )
             session = Session(options)
             await asyncio.get_running_loop().run_in_executor(None, session.start)
