@@ -6,7 +6,7 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -210,25 +210,14 @@ def align(page, probes: int = 15) -> tuple[float, float]:
 
 
 # -- X ------------------------------------------------------------------------------
-@contextlib.contextmanager
-def xauth_env(env: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def x_connect(env: dict[str, str]):
     from Xlib import display
 
-    with xauth_env({"XAUTHORITY": env["XAUTHORITY"]} if "XAUTHORITY" in env else {}):
-        return display.Display(env["DISPLAY"])
+    from desktop_widget import _x
+
+    if "XAUTHORITY" in env:
+        return _x.connect(env["DISPLAY"], env["XAUTHORITY"])
+    return display.Display(env["DISPLAY"])
 
 
 PALETTE = [
