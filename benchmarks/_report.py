@@ -304,7 +304,7 @@ STAGES = [
     ("kernel_start_s", "kernel starts the cell"),
     ("desktop_ready_s", "`Desktop()` returns (Xvnc answers RFB)"),
     ("view_rendered_s", "view's DOM rendered"),
-    ("ws_created_s", "WebSocket created (after the route probe)"),
+    ("ws_created_s", "WebSocket created"),
     ("ws_open_s", "WebSocket open"),
     ("first_rfb_byte_s", "first RFB byte"),
     ("first_frame_s", "first desktop frame on the canvas"),
@@ -778,8 +778,8 @@ def _analysis(r: dict) -> list[str]:
             f"{med(x['first_frame_s']) * 1000:.0f} ms (XFCE): the kernel starts the cell at "
             f"{med(x['kernel_start_s']) * 1000:.0f} ms, `Desktop()` returns at {med(x['desktop_ready_s']) * 1000:.0f} ms "
             f"(Xvnc started at {med(ps['Xvnc']) * 1000:.0f} ms), the view is rendered "
-            f"{(med(x['view_rendered_s']) - med(x['desktop_ready_s'])) * 1000:.0f} ms later, its HTTP probe of the route "
-            f"costs {(med(x['ws_created_s']) - med(x['view_rendered_s'])) * 1000:.0f} ms before the WebSocket is created, "
+            f"{(med(x['view_rendered_s']) - med(x['desktop_ready_s'])) * 1000:.0f} ms later, the WebSocket is created "
+            f"{(med(x['ws_created_s']) - med(x['view_rendered_s'])) * 1000:.0f} ms after that, "
             f"and the first frame follows the first RFB byte by {(med(x['first_frame_s']) - med(x['first_rfb_byte_s'])) * 1000:.0f} ms "
             "(RFB handshake and the first full update). The XFCE panel is XFCE's own start-up: xfce4-session starts at "
             f"{med(ps['xfce4-session']) * 1000:.0f} ms, xfwm4 at {med(ps['xfwm4']) * 1000:.0f}, xfsettingsd at "

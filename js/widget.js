@@ -179,28 +179,32 @@ function render({ model, el }) {
 			return;
 		}
 		let urls = route_urls(base, model.get("_ws_path"));
-		connecting = true;
 		show(attempt ? "Reconnecting…" : "Connecting…", "connecting");
-		let problem = await probe(urls.http, signal);
-		connecting = false;
-		if (signal.aborted) return;
-		if (problem) {
-			schedule_reconnect(problem);
-			return;
-		}
+		// The WebSocket goes first (the route answers 404/403 before any
+		// handshake); only if it never connects is the route asked why over
+		// HTTP, since browsers report a refused WebSocket only as code 1006.
 		let client = new RFB(screen, urls.ws, { shared: true });
+		let opened = false;
 		rfb = client;
 		client.background = "#20242a";
 		client.focusOnClick = true;
 		client.addEventListener("connect", () => {
 			if (rfb !== client) return;
+			opened = true;
 			attempt = 0;
 			show("Connected", "connected");
 		});
-		client.addEventListener("disconnect", (/** @type {any} */ event) => {
+		client.addEventListener("disconnect", async (/** @type {any} */ event) => {
 			if (rfb !== client) return; // we closed it ourselves
 			rfb = null;
-			schedule_reconnect(event.detail?.clean ? "Disconnected" : "Connection lost");
+			let reason = event.detail?.clean ? "Disconnected" : "Connection lost";
+			if (!opened) {
+				connecting = true;
+				reason = (await probe(urls.http, signal)) ?? "The desktop did not answer";
+				connecting = false;
+				if (signal.aborted || rfb) return;
+			}
+			schedule_reconnect(reason);
 		});
 		client.addEventListener("clipboard", (/** @type {any} */ event) => {
 			// The desktop's clipboard changed: mirror it into the kernel's trait.
