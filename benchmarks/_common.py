@@ -43,38 +43,8 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return stat[stat.rfind(b")") + 2 :].split()
 
 
-def ppid_table() -> dict[int, int]:
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields:
-                table[int(entry)] = int(fields[1])
-    return table
-
-
-def tree(root: int, table: dict[int, int] | None = None) -> set[int]:
-    """``root`` and every descendant that exists now."""
-    table = ppid_table() if table is None else table
-    children: dict[int, list[int]] = {}
-    for pid, ppid in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found = {root} if root in table else set()
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
+# Process-tree reading is shared with the tests (one implementation).
+from tests._procs import comm, ppid_table, tree  # noqa: E402, F401
 
 
 def cmdline(pid: int) -> list[str]:

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 from _common import cmdline, comm, environ_has, ppid_table, tree
 
 HERE = Path(__file__).resolve().parent
@@ -27,17 +28,9 @@ OURS_BIN = ROOT / ".venv" / "bin"
 UPSTREAM_VENV = HERE / ".venv-upstream"
 PAGE_JS = (HERE / "_page.js").read_text()
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# The one definition of the browser and its flags (no downloads, no network of its own).
+from tests._jupyter import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 VIEWPORT = {"width": 1400, "height": 1100}
 #: The height of our views: the desktop is the view's size (about 1290x700 here),
 #: big enough for the 1024x640 throughput window.
@@ -233,28 +226,11 @@ CELLS = {
 NOTEBOOK = "bench.ipynb"
 
 
-def _notebook() -> dict:
-    cells = []
-    for i, (name, source) in enumerate(CELLS.items()):
-        cells.append(
-            {
-                "cell_type": "code",
-                "execution_count": None,
-                "id": f"cell-{i}",
-                "metadata": {},
-                "outputs": [],
-                "source": f"# bench: {name}\n{source}",
-            }
-        )
-    return {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-            "language_info": {"name": "python"},
-        },
-        "cells": cells,
-    }
+def _write_notebook(path: Path) -> None:
+    cells = [nbformat.v4.new_code_cell(f"# bench: {name}\n{source}") for name, source in CELLS.items()]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, str(path))
 
 
 class Ours:
@@ -266,7 +242,7 @@ class Ours:
         self.workdir = workdir
         self.runtime = Path(tempfile.mkdtemp(prefix="dwb-"))
         self.server = start_server(OURS_BIN, workdir, {"JUPYTER_RUNTIME_DIR": str(self.runtime)})
-        (self.server["root"] / NOTEBOOK).write_text(json.dumps(_notebook()))
+        _write_notebook(self.server["root"] / NOTEBOOK)
         api(
             self.server,
             "lab/api/settings/@jupyterlab/apputils-extension:notification",

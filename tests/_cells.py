@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
+
 #: An unusual colour that nothing on a bare openbox desktop shows by chance.
 PINK = (255, 51, 102)
 #: JPEG and colour conversion may move each channel a little.
@@ -34,3 +38,13 @@ print("WINDOW", x, y, w, h, "SCREEN", W, H)
 
 def near(rgb: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return all(abs(a - b) <= TOLERANCE for a, b in zip(rgb, expected, strict=True))
+
+
+def write_notebook(path: Path, *code: str, markdown: str = "") -> None:
+    """A notebook for the python3 kernel with these code cells (and an optional markdown cell last)."""
+    cells = [nbformat.v4.new_code_cell(source) for source in code]
+    if markdown:
+        cells.append(nbformat.v4.new_markdown_cell(markdown))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, str(path))

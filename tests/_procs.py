@@ -19,17 +19,19 @@ def ppid_table() -> dict[int, int]:
     return table
 
 
-def tree(root: int) -> set[int]:
+def tree(root: int, table: dict[int, int] | None = None) -> set[int]:
     """``root`` and all its descendants that exist now."""
-    table = ppid_table()
+    table = ppid_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for pid, ppid in table.items():
+        children.setdefault(ppid, []).append(pid)
     found = {root} if root in table else set()
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid in table.items():
-            if ppid in found and pid not in found:
-                found.add(pid)
-                grew = True
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
     return found
 
 

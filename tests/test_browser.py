@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell
+from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -119,35 +119,22 @@ print("STOPPED", d.status)
 """
 
 
-def notebook_json(typed_path: Path) -> dict:
-    def code(source: str) -> dict:
-        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
-
+def write_test_notebook(path: Path, typed_path: Path) -> None:
     filler = "\n\n".join(f"Filler paragraph {i}: the notebook must be taller than the window." for i in range(60))
-    cells = [
-        code(DEMO),
-        code(PIXELS),
-        code(XTERM.format(out=str(typed_path))),
-        code(VIEW_SIZE),
-        code(RESIZE),
-        code(CLIP_SET),
-        code(CLIP_READ),
-        code(LOGOUT),
-        code(RESTART),
-        code(STOP),
-        {"cell_type": "markdown", "metadata": {}, "source": "# The end of the notebook\n\n" + filler},
-    ]
-    for number, cell in enumerate(cells):
-        cell["id"] = f"cell-{number}"
-    return {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-            "language_info": {"name": "python"},
-        },
-        "cells": cells,
-    }
+    write_notebook(
+        path,
+        DEMO,
+        PIXELS,
+        XTERM.format(out=str(typed_path)),
+        VIEW_SIZE,
+        RESIZE,
+        CLIP_SET,
+        CLIP_READ,
+        LOGOUT,
+        RESTART,
+        STOP,
+        markdown="# The end of the notebook\n\n" + filler,
+    )
 
 
 @dataclass
@@ -285,7 +272,7 @@ def lab(jupyter, browser, artifacts):
     """JupyterLab with the test notebook open; its kernel is shut down at the end."""
     typed_path = jupyter.root_dir / "typed.txt"
     typed_path.unlink(missing_ok=True)
-    (jupyter.root_dir / NOTEBOOK).write_text(json.dumps(notebook_json(typed_path), indent=1))
+    write_test_notebook(jupyter.root_dir / NOTEBOOK, typed_path)
     # No "get notified about official Jupyter news?" toast over the screenshots.
     _api(
         jupyter,

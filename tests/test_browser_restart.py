@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 
@@ -10,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from desktop_widget import Desktop
+from tests._cells import write_notebook
 from tests._jupyter import start_jupyter, stop_jupyter
 
 pytestmark = pytest.mark.browser
@@ -24,24 +24,9 @@ def test_view_reconnects_after_server_restart(browser, tmp_path, artifacts):
         token = secrets.token_hex(16)
         server = start_jupyter(tmp_path, base_url="/", token=token)
         port = int(re.search(r":(\d+)/", server.url).group(1))
-        nb = {
-            "nbformat": 4,
-            "nbformat_minor": 5,
-            "metadata": {
-                "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-            },
-            "cells": [
-                {
-                    "cell_type": "code",
-                    "id": "attach",
-                    "metadata": {},
-                    "outputs": [],
-                    "execution_count": None,
-                    "source": f"from desktop_widget import Desktop\nDesktop.attach({d.id!r})",
-                }
-            ],
-        }
-        (server.root_dir / "attach.ipynb").write_text(json.dumps(nb))
+        write_notebook(
+            server.root_dir / "attach.ipynb", f"from desktop_widget import Desktop\nDesktop.attach({d.id!r})"
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         try:
             page.goto(f"{server.url}lab/tree/attach.ipynb?token={token}", timeout=60_000)

@@ -30,7 +30,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell
+from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell, write_notebook
 from tests._procs import alive, tree, wait_gone
 
 pytestmark = pytest.mark.browser
@@ -92,24 +92,6 @@ def _xvncs(runtime_dir: str) -> set[int]:
             if cmd and os.path.basename(cmd[0]) == "Xvnc" and any(runtime_dir in arg for arg in cmd):
                 found.add(int(entry))
     return found
-
-
-def _notebook() -> dict:
-    cells = [
-        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
-        for source in (DEMO, PIXELS, LAUNCHER)
-    ]
-    for number, cell in enumerate(cells):
-        cell["id"] = f"cell-{number}"
-    return {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-            "language_info": {"name": "python"},
-        },
-        "cells": cells,
-    }
 
 
 @dataclass
@@ -275,7 +257,7 @@ def _shows_window(page, canvas, output: str, colour: tuple[int, int, int]) -> No
 
 
 def test_desktop_in_a_notebook_and_the_launcher_page_under_jupyterhub(hub, browser, artifacts):
-    (hub.notebooks / NOTEBOOK).write_text(json.dumps(_notebook(), indent=1))
+    write_notebook(hub.notebooks / NOTEBOOK, DEMO, PIXELS, LAUNCHER)
     user_url = f"{hub.url}user/{USER}/"
     timings: dict[str, float] = {}
     start = time.monotonic()
