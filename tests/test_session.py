@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from desktop_widget import Desktop, DesktopError, DesktopStopped, _registry, list_desktops
-from tests._procs import inet_listeners, tree, wait_gone
+from tests._procs import alive, inet_listeners, tree, wait_gone
 
 
 def rfb_banner(path: str) -> bytes:
@@ -70,11 +70,13 @@ def test_context_manager_and_gc():
 
 _OWNER = textwrap.dedent(
     """
-    import json, os, sys, time
+    import json, os, signal, sys, time
     from desktop_widget import Desktop, _registry
+    signal.signal(signal.SIGINT, lambda *_: None)  # like a kernel: an interrupt does not end it
     d = Desktop(session={session!r})
+    app = d.launch(["sleep", "600"])  # launched from the main thread, as a cell does
     print(json.dumps({{"id": d.id, "display": d.display, "supervisor": _registry.read(d.id).supervisor_pid,
-                       "dir": os.path.dirname(d.env["XAUTHORITY"])}}), flush=True)
+                       "dir": os.path.dirname(d.env["XAUTHORITY"]), "app": app.pid}}), flush=True)
     if {linger}:
         time.sleep(600)
     """
@@ -97,11 +99,11 @@ def test_sigkill_of_owner_stops_desktop(session):
     owner, info = run_owner(session, linger=True)
     if session == "xfce":
         time.sleep(1.5)
-    pids = tree(info["supervisor"])
-    assert len(pids) >= 3
+    pids = tree(info["supervisor"]) | {info["app"]}
+    assert len(pids) >= 4
     os.kill(owner.pid, signal.SIGKILL)
     owner.wait()
-    assert wait_gone(pids, 5) == set()
+    assert wait_gone(pids, 5) == set()  # launched programs too, not only the X server's tree
     n = info["display"].lstrip(":")
     assert not Path(f"/tmp/.X{n}-lock").exists()
     assert not Path(info["dir"]).exists()
@@ -120,14 +122,16 @@ def test_kernel_interrupt_does_not_reach_desktop():
     # Jupyter interrupts a kernel by signalling its whole process group.
     owner, info = run_owner("wm", linger=True)
     try:
+        pids = tree(info["supervisor"]) | {info["app"]}
         os.killpg(owner.pid, signal.SIGINT)
-        owner.wait(10)
-        # The owner died of the interrupt and so the desktop goes, but by the
-        # owner's exit, not by the signal: it must have outlived the signal itself.
+        time.sleep(0.5)
+        assert owner.poll() is None
+        assert {p for p in pids if alive(p)} == pids, "the interrupt reached the desktop"
+        assert rfb_banner(str(Path(info["dir"]) / "rfb.sock")).startswith(b"RFB 003.")
     finally:
-        if owner.poll() is None:
-            owner.kill()
-    assert wait_gone(tree(info["supervisor"]), 5) == set()
+        owner.kill()
+        owner.wait()
+    assert wait_gone(pids, 5) == set()
 
 
 def test_interrupt_signal_spares_desktop():
