@@ -47,12 +47,16 @@ class _Resources:
         self.clipboard = None
         self.apps: list[_apps.App] = []
         self.recordings: list[Any] = []
+        self.served = None  # the ViewServer of serve(), if any
         self.wm_seen = False
         self.touched = 0.0
 
     def release(self) -> None:
         with self.lock:
             _record.stop_all(self.recordings)  # while the X server is still there
+            if self.served is not None:
+                self.served.stop()
+                self.served = None
             _apps.stop_all(self.apps)
             if self.keyboard is not None:
                 with contextlib.suppress(Exception):
@@ -486,6 +490,37 @@ class Desktop:
         with self._resources.lock:
             self._resources.recordings = [r for r in self._resources.recordings if r.running] + [rec]
         return rec
+
+    # -- a page outside Jupyter ---------------------------------------------
+    def serve(self, *, stop: bool = False, scale: bool = True, view_only: bool = False) -> str | None:
+        """Show this desktop in any browser on this machine: returns ``http://127.0.0.1:<port>/<token>/``.
+
+        For scripts and test runs without a notebook. The page is the
+        notebook view, full-page; only requests with the URL's random token
+        are answered, on 127.0.0.1 only. Calling it again returns the same
+        URL (with the options of the first call). It stops with the desktop,
+        or with ``d.serve(stop=True)`` (which returns None).
+
+        ``scale=True`` fits the screen in the window
+        (``False`` resizes the desktop to the window); ``view_only`` is a
+        convenience of the page, not a permission.
+        """
+        from ._serve import ViewServer
+
+        with self._resources.lock:
+            served = self._resources.served
+            if stop or (served is not None and not served.running):
+                self._resources.served = None
+                if served is not None:
+                    served.stop()
+                if stop:
+                    return None
+            self._require_running()
+            if self._resources.served is None:
+                self._resources.served = ViewServer(
+                    self.id, self.display, self._session.socket, scale=scale, view_only=view_only
+                )
+            return self._resources.served.url
 
     # -- clipboard -----------------------------------------------------------
     @property
