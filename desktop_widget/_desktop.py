@@ -491,6 +491,20 @@ class Desktop:
             self._resources.recordings = [r for r in self._resources.recordings if r.running] + [rec]
         return rec
 
+    # -- AI agents -------------------------------------------------------------
+    def computer_tool(self, version: str = "computer_20251124", *, screenshot_after: bool = False) -> Any:
+        """This desktop as the ``computer`` tool of the computer-use protocol AI agents speak.
+
+        ``t.definition`` goes in the model's tool list; ``t(tool_use_input)``
+        runs one action and returns the ``tool_result`` content blocks.
+        Screenshots are scaled to fit in 1280x800 (aspect kept) and the
+        agent's coordinates mapped back. No network and no model here: only
+        the adapter (see ``desktop_widget._computer``).
+        """
+        from ._computer import ComputerTool
+
+        return ComputerTool(self, version, screenshot_after=screenshot_after)
+
     # -- a page outside Jupyter ---------------------------------------------
     def serve(self, *, stop: bool = False, scale: bool = True, view_only: bool = False) -> str | None:
         """Show this desktop in any browser on this machine: returns ``http://127.0.0.1:<port>/<token>/``.
