@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import threading
 import time
@@ -11,7 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _apps, _bundle, _options, _pointer, _registry, _rfb, _screen, _snapshot, _windows, _x
+from . import _apps, _bundle, _options, _pointer, _record, _registry, _rfb, _screen, _snapshot, _vision, _windows, _x
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
 from ._session import AttachedSession, Session, touch
@@ -46,12 +47,14 @@ class _Resources:
         self.clipboard = None
         self.frames: _snapshot.LastFrame | None = None
         self.apps: list[_apps.App] = []
+        self.recordings: list[Any] = []
         self.served = None  # the ViewServer of serve(), if any
         self.wm_seen = False
         self.touched = 0.0
 
     def release(self) -> None:
         with self.lock:
+            _record.stop_all(self.recordings)  # while the X server is still there
             if self.served is not None:
                 self.served.stop()
                 self.served = None
@@ -453,12 +456,61 @@ class Desktop:
             raise DesktopStopped(f"desktop {self.id} is {self.status} and no frame of it was kept")
         return image
 
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        """The ``(r, g, b)`` colour at ``(x, y)`` now."""
+        with self._x() as conn:
+            return _vision.pixel(conn, *_pointer.check_point(x, y, _screen.size(conn)))
+
+    def _region(self, region: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
+        with self._x() as conn:
+            size = _screen.size(conn)
+        return (0, 0, *size) if region is None else _screen.check_region(region, size)
+
+    def _connect(self) -> Any:
+        return _x.connect(self.display, self._session.xauthority)
+
+    def wait_until_stable(self, duration: float = 0.5, timeout: float = 10.0, region: tuple | None = None) -> None:
+        """Return once the screen (or ``region``) has not changed for ``duration`` s; ``TimeoutError`` otherwise."""
+        duration, timeout = _vision.check_seconds("duration", duration), _vision.check_seconds("timeout", timeout)
+        _vision.wait_until_stable(self._connect, self._region(region), duration, timeout)
+
+    def locate(self, image: Any, region: tuple | None = None, confidence: float = 0.95) -> tuple | None:
+        """Where ``image`` (a PIL image or a path) is on the screen: ``(x, y, w, h)``, or None."""
+        image, confidence = _vision.load_image(image), _vision.check_confidence(confidence)
+        box = self._region(region)
+        with self._x() as conn:
+            return _vision.find(conn, image, box, confidence)
+
+    def wait_for_image(
+        self, image: Any, timeout: float = 10.0, region: tuple | None = None, confidence: float = 0.95
+    ) -> tuple[int, int, int, int]:
+        """Wait until ``image`` shows (looking again whenever the screen changes); its box, or ``TimeoutError``."""
+        image, confidence = _vision.load_image(image), _vision.check_confidence(confidence)
+        timeout = _vision.check_seconds("timeout", timeout)
+        return _vision.wait_for_image(self._connect, image, self._region(region), confidence, timeout)
+
     def resize(self, width: int, height: int) -> None:
         """Change the X screen size; open views follow (and from now on scale, keeping this size)."""
         _options.check_geometry((width, height))
         self._require_running()
         _rfb.set_desktop_size(self._session.socket, width, height)
         self.view.scale = True
+
+    def record(self, path: str, fps: int = 15, show_clicks: bool = False) -> _record.Recording:
+        """Record the screen to ``path`` (``.mp4``: H.264 for browsers; ``.gif``: for slides) until ``stop()``.
+
+        Use it as ``with d.record("demo.mp4"):`` or ``rec = d.record(...)`` ... ``rec.stop()``;
+        ``show_clicks`` rings every click. It stops with the desktop; shown in a notebook, it plays.
+        """
+        out, fps, show_clicks = _record.check_path(path), _record.check_fps(fps), _record.check_show_clicks(show_clicks)
+        self._require_running()
+        connect = functools.partial(_x.connect, self.display, self._session.xauthority)
+        marker = _record.ClickMarker(connect) if show_clicks else None
+        env = _options.desktop_environ(self._session.options, self._session.xauthority)
+        rec = _record.Recording(out, self.display, env, os.getcwd(), str(self._session.directory), fps, marker)
+        with self._resources.lock:
+            self._resources.recordings = [r for r in self._resources.recordings if r.running] + [rec]
+        return rec
 
     # -- AI agents -------------------------------------------------------------
     def computer_tool(self, version: str = "computer_20251124", *, screenshot_after: bool = False) -> Any:
