@@ -29,13 +29,22 @@ export function frame_time(seconds) {
 }
 
 /**
+ * Whether this page is a saved copy with embedded widget state (nbconvert's
+ * HTML, nbviewer, Jupyter Book): there is no kernel behind it, ever.
+ * @returns {boolean}
+ */
+export function saved_page() {
+	return document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]') !== null;
+}
+
+/**
  * Add the last-frame layer to a view's root element.
  * @param {{ get: (name: string) => any, on: Function, off: Function }} model
  * @param {HTMLElement} root the view's `.dw-root`
  * @param {AbortSignal} signal ends the layer with the view
- * @returns {(kind: string, detail?: string) => void} call on every change of the view's state
- *   (and the desktop's status detail): "connected" hides the frame, any other state shows it
- *   (if there is one), captioned.
+ * @returns {(kind: string, text: string) => void} call with the view's state and status line on
+ *   every change: "connected" hides the frame; any other state shows it (if there is one) with a
+ *   caption that says why it is not live, and the status line in it (the frame hides the box).
  */
 export function last_frame_layer(model, root, signal) {
 	let layer = document.createElement("div");
@@ -51,7 +60,7 @@ export function last_frame_layer(model, root, signal) {
 	/** @type {string | null} */
 	let url = null;
 	let kind = "starting";
-	let detail = "";
+	let text = "";
 
 	function load() {
 		if (url) URL.revokeObjectURL(url);
@@ -63,23 +72,29 @@ export function last_frame_layer(model, root, signal) {
 		} else {
 			image.removeAttribute("src");
 		}
-		update(kind, detail);
+		update(kind, text);
 	}
 
-	/** @param {string} new_kind @param {string} [new_detail] */
-	function update(new_kind, new_detail = "") {
+	/** @param {string} new_kind @param {string} new_text */
+	function update(new_kind, new_text) {
 		kind = new_kind;
-		detail = new_detail;
+		text = new_text;
 		if (!url) {
 			root.dataset.frame = "none";
 		} else if (kind === "connected") {
 			root.dataset.frame = "hidden";
 		} else {
 			root.dataset.frame = "shown";
+			let when = `last frame at ${frame_time(model.get("_last_frame_time"))}`;
 			let reason = /** @type {Record<string, string>} */ (REASON)[kind];
-			let why = reason && detail ? ` (${detail})` : "";
-			reason ??= "Not live";
-			caption.textContent = `${reason}${why} · last frame at ${frame_time(model.get("_last_frame_time"))}`;
+			let detail = model.get("status_detail");
+			if (reason) {
+				caption.textContent = `${reason}${detail ? ` (${detail})` : ""} · ${when}`;
+			} else if (saved_page()) {
+				caption.textContent = `Saved page, not live · ${when}`;
+			} else {
+				caption.textContent = `Not live · ${when}${text ? ` — ${text}` : ""}`;
+			}
 		}
 	}
 

@@ -131,7 +131,7 @@ function render({ model, el }) {
 		status.dataset.kind = kind;
 		root.dataset.state = kind;
 		// A view still connected after the session ended shows the live (empty) screen.
-		frame(kind === "session-exited" && rfb ? "connected" : kind, model.get("status_detail"));
+		frame(kind === "session-exited" && rfb ? "connected" : kind, text);
 	}
 
 	function is_primary() {

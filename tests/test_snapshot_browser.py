@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
 
 import pytest
-from PIL import Image
 from playwright.sync_api import expect
 
-from tests._cells import DEMO, PINK, near, pixels_cell, write_notebook
+from tests._cells import DEMO, PINK, pixels_cell, write_notebook
+from tests._frames import assert_frame_shows_window
 from tests.test_browser import Lab, _api, _shutdown_kernels
 
 pytestmark = pytest.mark.browser
@@ -20,43 +19,6 @@ NOTEBOOK = "dw-last-frame.ipynb"
 PIXELS = pixels_cell("dw-test: pixels")
 STOP = "# dw-test: stop\nd.stop()\nprint('STOPPED', d.status)"
 WINDOW = re.compile(r"WINDOW (\d+) (\d+) (\d+) (\d+) SCREEN (\d+) (\d+)")
-
-
-def frame_pixels(lab: Lab) -> Image.Image:
-    """What the view's last-frame image looks like on the page (a screenshot of the element)."""
-    image = lab.desktop_cell.locator(".dw-frame img")
-    image.evaluate("img => img.decode()")
-    return Image.open(io.BytesIO(image.screenshot())).convert("RGB")
-
-
-def image_rect(lab: Lab) -> dict:
-    """Where the frame is drawn inside its <img> (object-fit: contain letterboxes it), in CSS pixels."""
-    return lab.desktop_cell.locator(".dw-frame img").evaluate(
-        """img => {
-            const s = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
-            const w = img.naturalWidth * s, h = img.naturalHeight * s;
-            return {x: (img.clientWidth - w) / 2, y: (img.clientHeight - h) / 2, scale: s,
-                    natural: [img.naturalWidth, img.naturalHeight]};
-        }"""
-    )
-
-
-def assert_frame_shows_window(lab: Lab, window: tuple[int, ...]) -> None:
-    x, y, w, h, screen_w, _screen_h = window
-    shot = frame_pixels(lab)
-    rect = image_rect(lab)
-    # Screen pixels -> frame pixels -> CSS pixels of the element -> screenshot pixels.
-    ratio = shot.width / lab.desktop_cell.locator(".dw-frame img").evaluate("img => img.clientWidth")
-    per_screen_px = rect["natural"][0] / screen_w * rect["scale"] * ratio
-
-    def at(px: float, py: float) -> tuple[int, int, int]:
-        return shot.getpixel(
-            (round(rect["x"] * ratio + px * per_screen_px), round(rect["y"] * ratio + py * per_screen_px))
-        )
-
-    assert near(at(x + w / 2, y + h / 2), PINK), at(x + w / 2, y + h / 2)
-    for px, py in ((x - 15, y + h / 2), (x + w + 15, y + h / 2)):
-        assert not near(at(px, py), PINK), f"({px}, {py}) is pink outside the window"
 
 
 @pytest.fixture
@@ -115,7 +77,7 @@ def test_stopped_desktop_shows_its_last_frame_also_after_kernel_restart_and_relo
     expect(root).to_have_attribute("data-frame", "shown", timeout=15_000)
     caption = lab.desktop_cell.locator(".dw-frame-caption")
     expect(caption).to_have_text(re.compile(r"^Desktop stopped · last frame at \d\d:\d\d"))
-    assert_frame_shows_window(lab, window)
+    assert_frame_shows_window(lab.desktop_cell.locator(".dw-frame img"), window)
     lab.screenshot("last-frame-1-stopped")
 
     # Save (the widget state goes into the notebook), restart the kernel, reload the page.
@@ -131,5 +93,5 @@ def test_stopped_desktop_shows_its_last_frame_also_after_kernel_restart_and_relo
     lab.wait_kernel_idle()
     expect(root).to_have_attribute("data-frame", "shown", timeout=30_000)
     expect(caption).to_have_text(re.compile(r"^Desktop stopped · last frame at \d\d:\d\d"))
-    assert_frame_shows_window(lab, window)
+    assert_frame_shows_window(lab.desktop_cell.locator(".dw-frame img"), window)
     lab.screenshot("last-frame-2-reloaded")
