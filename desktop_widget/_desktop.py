@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _apps, _options, _pointer, _record, _registry, _rfb, _screen, _vision, _windows, _x
+from . import _apps, _bundle, _options, _pointer, _record, _registry, _rfb, _screen, _snapshot, _vision, _windows, _x
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
 from ._session import AttachedSession, Session, touch
@@ -45,6 +45,7 @@ class _Resources:
         self.conn = None
         self.keyboard = None
         self.clipboard = None
+        self.frames: _snapshot.LastFrame | None = None
         self.apps: list[_apps.App] = []
         self.recordings: list[Any] = []
         self.served = None  # the ViewServer of serve(), if any
@@ -63,6 +64,8 @@ class _Resources:
                     self.keyboard.close()
             if self.clipboard is not None:
                 self.clipboard.close()
+            if self.frames is not None:
+                self.frames.close()
             if self.conn is not None:
                 with contextlib.suppress(Exception):
                     self.conn.close()
@@ -160,6 +163,7 @@ class Desktop:
             view._set_status(session.state)
         session.on_state(view._set_status)
         view.observe(_remember_view_size, "_view_size")
+        self._resources.frames = _snapshot.LastFrame(view, session.display, session.xauthority)
         if owned and not session.options.persistent:
             self._finalizer = weakref.finalize(self, _shutdown, session, self._resources)
         else:
@@ -202,8 +206,11 @@ class Desktop:
     def stop(self) -> None:
         """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice.
 
-        On an attached desktop this stops it for its owner too.
+        On an attached desktop this stops it for its owner too. Its last frame
+        is taken first and stays with the view (see :meth:`snapshot`).
         """
+        if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
+            self._resources.frames.refresh()
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()
@@ -436,6 +443,20 @@ class Desktop:
             size = _screen.size(conn)
             return _screen.grab(conn, (0, 0, *size) if region is None else _screen.check_region(region, size))
 
+    def snapshot(self) -> Any:
+        """The desktop's last frame as a ``PIL.Image``: taken now if the desktop runs, else the one kept.
+
+        It is the image that saved notebooks and static pages show in place of
+        the live view (JPEG, at most 1280 px wide). It is also refreshed after
+        each cell that changed the screen and when the desktop stops.
+        """
+        if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
+            self._resources.frames.refresh()
+        image = _snapshot.stored(self.view)
+        if image is None:
+            raise DesktopStopped(f"desktop {self.id} is {self.status} and no frame of it was kept")
+        return image
+
     def pixel(self, x: int, y: int) -> tuple[int, int, int]:
         """The ``(r, g, b)`` colour at ``(x, y)`` now."""
         with self._x() as conn:
@@ -569,7 +590,7 @@ class Desktop:
 
     # -- display -----------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.view._repr_mimebundle_(**kwargs)
+        return _bundle.mimebundle(self, self._resources.frames, **kwargs)
 
     def __repr__(self) -> str:
         if self.status in ("stopped", "failed"):

@@ -83,8 +83,18 @@ def listening_on(port: int) -> list[str]:
     return [row for row in inet_listeners({os.getpid()}) if row.split()[1].endswith(f":{port:04X}")]
 
 
-def serve_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("desktop-serve-")]
+def serve_threads(timeout: float = 5.0) -> list[str]:
+    """The server's threads and its connections' threads still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = [
+            t.name
+            for t in threading.enumerate()
+            if t.name.startswith("desktop-serve-") or "process_request_thread" in t.name
+        ]
+        if not names or time.monotonic() > deadline:
+            return names
+        time.sleep(0.02)
 
 
 def test_url_is_local_random_and_stable(d):
