@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import threading
 import time
@@ -11,7 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _apps, _options, _pointer, _registry, _rfb, _screen, _windows, _x
+from . import _apps, _bundle, _options, _pointer, _record, _registry, _rfb, _screen, _snapshot, _vision, _windows, _x
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
 from ._session import AttachedSession, Session, touch
@@ -44,18 +45,27 @@ class _Resources:
         self.conn = None
         self.keyboard = None
         self.clipboard = None
+        self.frames: _snapshot.LastFrame | None = None
         self.apps: list[_apps.App] = []
+        self.recordings: list[Any] = []
+        self.served = None  # the ViewServer of serve(), if any
         self.wm_seen = False
         self.touched = 0.0
 
     def release(self) -> None:
         with self.lock:
+            _record.stop_all(self.recordings)  # while the X server is still there
+            if self.served is not None:
+                self.served.stop()
+                self.served = None
             _apps.stop_all(self.apps)
             if self.keyboard is not None:
                 with contextlib.suppress(Exception):
                     self.keyboard.close()
             if self.clipboard is not None:
                 self.clipboard.close()
+            if self.frames is not None:
+                self.frames.close()
             if self.conn is not None:
                 with contextlib.suppress(Exception):
                     self.conn.close()
@@ -152,6 +162,7 @@ class Desktop:
             view._set_status(session.state)
         session.on_state(view._set_status)
         view.observe(_remember_view_size, "_view_size")
+        self._resources.frames = _snapshot.LastFrame(view, session.display, session.xauthority)
         if owned and not session.options.persistent:
             self._finalizer = weakref.finalize(self, _shutdown, session, self._resources)
         else:
@@ -194,8 +205,11 @@ class Desktop:
     def stop(self) -> None:
         """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice.
 
-        On an attached desktop this stops it for its owner too.
+        On an attached desktop this stops it for its owner too. Its last frame
+        is taken first and stays with the view (see :meth:`snapshot`).
         """
+        if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
+            self._resources.frames.refresh()
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()
@@ -433,12 +447,120 @@ class Desktop:
             size = _screen.size(conn)
             return _screen.grab(conn, (0, 0, *size) if region is None else _screen.check_region(region, size))
 
+    def snapshot(self) -> Any:
+        """The desktop's last frame as a ``PIL.Image``: taken now if the desktop runs, else the one kept.
+
+        It is the image that saved notebooks and static pages show in place of
+        the live view (JPEG, at most 1280 px wide). It is also refreshed after
+        each cell that changed the screen and when the desktop stops.
+        """
+        if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
+            self._resources.frames.refresh()
+        image = _snapshot.stored(self.view)
+        if image is None:
+            raise DesktopStopped(f"desktop {self.id} is {self.status} and no frame of it was kept")
+        return image
+
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        """The ``(r, g, b)`` colour at ``(x, y)`` now."""
+        with self._x() as conn:
+            return _vision.pixel(conn, *_pointer.check_point(x, y, _screen.size(conn)))
+
+    def _region(self, region: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
+        with self._x() as conn:
+            size = _screen.size(conn)
+        return (0, 0, *size) if region is None else _screen.check_region(region, size)
+
+    def _connect(self) -> Any:
+        return _x.connect(self.display, self._session.xauthority)
+
+    def wait_until_stable(self, duration: float = 0.5, timeout: float = 10.0, region: tuple | None = None) -> None:
+        """Return once the screen (or ``region``) has not changed for ``duration`` s; ``TimeoutError`` otherwise."""
+        duration, timeout = _vision.check_seconds("duration", duration), _vision.check_seconds("timeout", timeout)
+        _vision.wait_until_stable(self._connect, self._region(region), duration, timeout)
+
+    def locate(self, image: Any, region: tuple | None = None, confidence: float = 0.95) -> tuple | None:
+        """Where ``image`` (a PIL image or a path) is on the screen: ``(x, y, w, h)``, or None."""
+        image, confidence = _vision.load_image(image), _vision.check_confidence(confidence)
+        box = self._region(region)
+        with self._x() as conn:
+            return _vision.find(conn, image, box, confidence)
+
+    def wait_for_image(
+        self, image: Any, timeout: float = 10.0, region: tuple | None = None, confidence: float = 0.95
+    ) -> tuple[int, int, int, int]:
+        """Wait until ``image`` shows (looking again whenever the screen changes); its box, or ``TimeoutError``."""
+        image, confidence = _vision.load_image(image), _vision.check_confidence(confidence)
+        timeout = _vision.check_seconds("timeout", timeout)
+        return _vision.wait_for_image(self._connect, image, self._region(region), confidence, timeout)
+
     def resize(self, width: int, height: int) -> None:
         """Change the X screen size; open views follow (and from now on scale, keeping this size)."""
         _options.check_geometry((width, height))
         self._require_running()
         _rfb.set_desktop_size(self._session.socket, width, height)
         self.view.scale = True
+
+    def record(self, path: str, fps: int = 15, show_clicks: bool = False) -> _record.Recording:
+        """Record the screen to ``path`` (``.mp4``: H.264 for browsers; ``.gif``: for slides) until ``stop()``.
+
+        Use it as ``with d.record("demo.mp4"):`` or ``rec = d.record(...)`` ... ``rec.stop()``;
+        ``show_clicks`` rings every click. It stops with the desktop; shown in a notebook, it plays.
+        """
+        out, fps, show_clicks = _record.check_path(path), _record.check_fps(fps), _record.check_show_clicks(show_clicks)
+        self._require_running()
+        connect = functools.partial(_x.connect, self.display, self._session.xauthority)
+        marker = _record.ClickMarker(connect) if show_clicks else None
+        env = _options.desktop_environ(self._session.options, self._session.xauthority)
+        rec = _record.Recording(out, self.display, env, os.getcwd(), str(self._session.directory), fps, marker)
+        with self._resources.lock:
+            self._resources.recordings = [r for r in self._resources.recordings if r.running] + [rec]
+        return rec
+
+    # -- AI agents -------------------------------------------------------------
+    def computer_tool(self, version: str = "computer_20251124", *, screenshot_after: bool = False) -> Any:
+        """This desktop as the ``computer`` tool of the computer-use protocol AI agents speak.
+
+        ``t.definition`` goes in the model's tool list; ``t(tool_use_input)``
+        runs one action and returns the ``tool_result`` content blocks.
+        Screenshots are scaled to fit in 1280x800 (aspect kept) and the
+        agent's coordinates mapped back. No network and no model here: only
+        the adapter (see ``desktop_widget._computer``).
+        """
+        from ._computer import ComputerTool
+
+        return ComputerTool(self, version, screenshot_after=screenshot_after)
+
+    # -- a page outside Jupyter ---------------------------------------------
+    def serve(self, *, stop: bool = False, scale: bool = True, view_only: bool = False) -> str | None:
+        """Show this desktop in any browser on this machine: returns ``http://127.0.0.1:<port>/<token>/``.
+
+        For scripts and test runs without a notebook. The page is the
+        notebook view, full-page; only requests with the URL's random token
+        are answered, on 127.0.0.1 only. Calling it again returns the same
+        URL (with the options of the first call). It stops with the desktop,
+        or with ``d.serve(stop=True)`` (which returns None).
+
+        ``scale=True`` fits the screen in the window
+        (``False`` resizes the desktop to the window); ``view_only`` is a
+        convenience of the page, not a permission.
+        """
+        from ._serve import ViewServer
+
+        with self._resources.lock:
+            served = self._resources.served
+            if stop or (served is not None and not served.running):
+                self._resources.served = None
+                if served is not None:
+                    served.stop()
+                if stop:
+                    return None
+            self._require_running()
+            if self._resources.served is None:
+                self._resources.served = ViewServer(
+                    self.id, self.display, self._session.socket, scale=scale, view_only=view_only
+                )
+            return self._resources.served.url
 
     # -- clipboard -----------------------------------------------------------
     @property
@@ -472,7 +594,7 @@ class Desktop:
 
     # -- display -----------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.view._repr_mimebundle_(**kwargs)
+        return _bundle.mimebundle(self, self._resources.frames, **kwargs)
 
     def __repr__(self) -> str:
         if self.status in ("stopped", "failed"):

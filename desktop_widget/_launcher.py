@@ -9,7 +9,6 @@ tab being closed, and stops from the page's toolbar or with the server.
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from tornado import web
 
 from . import _options, _registry
 from ._errors import DesktopError
+from ._page import page_html
 from ._session import AttachedSession, Session
 
 NAME = "launcher"
@@ -113,16 +113,8 @@ class DesktopPageHandler(_Authorized):
             "hubUrl": url_path_join(hub, "hub/home") if hub and os.environ.get("JUPYTERHUB_API_TOKEN") else "",
             "xsrf": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
         }
-        static = url_path_join(base_url, "desktop/static/")
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(
-            _PAGE.format(
-                config=json.dumps(config).replace("</", "<\\/"),
-                css=html.escape(static + "page.css"),
-                widget_css=html.escape(static + "widget.css"),
-                js=html.escape(static + "page.js"),
-            )
-        )
+        self.finish(page_html(config, url_path_join(base_url, "desktop/static/")))
 
 
 class DesktopAPIHandler(_Authorized, APIHandler):
@@ -158,24 +150,6 @@ class StaticHandler(FileFindHandler):
     # FileFindHandler caches found files by relative path in a class attribute:
     # one of our own, so that no other route's "page.js" is ever served here.
     _static_paths: ClassVar[dict[str, str]] = {}
-
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Desktop</title>
-<link rel="stylesheet" href="{widget_css}">
-<link rel="stylesheet" href="{css}">
-<script id="jupyter-config-data" type="application/json">{config}</script>
-</head>
-<body>
-<div id="dw-page"></div>
-<script type="module" src="{js}"></script>
-</body>
-</html>
-"""
 
 
 def handlers(base_url: str) -> list[tuple]:

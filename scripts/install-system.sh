@@ -12,6 +12,7 @@ packages=(
   xfce4-session xfwm4 xfce4-panel xfdesktop4 xfce4-settings xfconf
   openbox                      # the light window manager (session="wm")
   xterm
+  ffmpeg                       # d.record: x11grab + H.264 / GIF
   fonts-dejavu-core
 )
 if [[ "${1:-}" == "--dev" ]]; then

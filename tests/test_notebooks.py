@@ -36,3 +36,26 @@ def test_demo_notebook_runs(name):
     nb = run(name)
     widgets = [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(widgets) == 1
+
+
+def test_teaching_notebook():
+    demo = NOTEBOOKS / "teaching-demo.mp4"
+    demo.unlink(missing_ok=True)
+    try:
+        nb = run("teaching.ipynb")
+        assert demo.stat().st_size > 0
+    finally:
+        demo.unlink(missing_ok=True)
+    views = [o["data"] for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 2  # the desktop and its mirror
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    mirror = state[views[1]["application/vnd.jupyter.widget-view+json"]["model_id"]]["state"]
+    assert mirror["view_only"] is True
+    assert (
+        mirror["_desktop_id"]
+        == state[views[0]["application/vnd.jupyter.widget-view+json"]["model_id"]]["state"]["_desktop_id"]
+    )
+    videos = [o for o in outputs(nb) if '<video src="data:video/mp4;base64,' in o.get("data", {}).get("text/html", "")]
+    assert len(videos) == 1  # the recording, inline
+    texts = "\n".join(o["data"].get("text/plain", "") for o in outputs(nb) if "data" in o)
+    assert "('stopped', 'stopped')" in texts
