@@ -176,6 +176,12 @@ def spawn_here(argv: list[str], env: dict[str, str], cwd: str, log_path: str) ->
     return App(argv, popen.pid, log_path, popen)
 
 
+def launch(cmd: object, env: dict[str, str], cwd: str, log_dir: str) -> App:
+    """Start a program as this process's child (a helper the kernel itself runs, e.g. a recording's encoder)."""
+    argv, log_path = prepare(cmd, env, log_dir)
+    return spawn_here(argv, env, cwd, log_path)
+
+
 def stop_all(apps: list[App], timeout: float = 2.0) -> None:
     """Stop programs started by :func:`spawn_here` and whatever they started, politely first."""
     running = [a for a in apps if a._popen is not None and a.poll() is None]
