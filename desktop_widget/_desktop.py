@@ -15,7 +15,7 @@ from typing import Any
 from . import _apps, _bundle, _options, _pointer, _record, _registry, _rfb, _screen, _snapshot, _vision, _windows, _x
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
-from ._session import AttachedSession, Session, touch
+from ._session import AttachedSession, Session, recorded_options, touch
 from ._widget import DesktopView
 from ._windows import Window
 
@@ -117,6 +117,7 @@ class Desktop:
         if scale is None:
             # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
             scale = geometry is not None
+        asked_geometry = geometry
         if geometry is None:
             geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
         options = _options.check_options(
@@ -124,15 +125,35 @@ class Desktop:
         )
         # Built before anything starts so that bad view arguments fail early.
         view = DesktopView(view_only=view_only, scale=scale, height=height, quality=quality, compression=compression)
-        existing = _registry.find(options.name) if options.name else None
-        if existing is not None and existing.name == options.name:
-            # Get-or-create: the desktop of that name is already running somewhere.
-            view.scale = True
-            self._adopt(AttachedSession(existing), view, owned=False)
+        if not options.name:
+            self._start(options, view)
             return
-        session_ = Session(options)
-        session_.start()
-        self._adopt(session_, view, owned=True)
+        # Get-or-create, as one step for every process of this user (two kernels
+        # asking at once get one desktop).
+        asked = {
+            "session": session != "auto",
+            "geometry": asked_geometry is not None,
+            "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
+            "cwd": cwd is not None,
+            "env_sha256": bool(env),
+            "persistent": persistent,
+            "idle_timeout": idle_timeout is not None,
+        }
+        with _registry.name_lock(options.name):
+            existing = _registry.verified(options.name)
+            if existing is None or existing.name != options.name:
+                self._start(options, view)
+                return
+            # The desktop of that name is already running somewhere.
+            _check_same_options(existing, recorded_options(options), [k for k, v in asked.items() if v])
+            attached = AttachedSession(existing)
+        view.scale = True
+        self._adopt(attached, view, owned=False)
+
+    def _start(self, options: _options.Options, view: DesktopView) -> None:
+        session = Session(options)
+        session.start()
+        self._adopt(session, view, owned=True)
 
     @classmethod
     def attach(cls, id_or_name: str, *, view_only: bool = False, scale: bool = True, height: str = "600px") -> Desktop:
@@ -142,7 +163,7 @@ class Desktop:
         only if :meth:`stop` is called. Views of an attached desktop scale by
         default, so that they do not resize the owner's screen.
         """
-        info = _registry.find(id_or_name)
+        info = _registry.verified(id_or_name)
         if info is None:
             running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
             raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
@@ -601,6 +622,27 @@ class Desktop:
             return f"<Desktop {self.id} {self.status}>"
         width, height = self.size
         return f"<Desktop {self.id} display={self.display} {width}x{height} {self.status}>"
+
+
+def _check_same_options(info: _registry.DesktopInfo, wanted: dict, asked: list[str]) -> None:
+    """Refuse options that the running desktop of that name was not started with.
+
+    Raised, not warned: code that asks for ``session="xfce"`` and silently
+    gets another kind of desktop fails later and far from the cause. Options
+    left at their defaults accept whatever the running desktop has.
+    """
+    have = info.options
+    differ = [k for k in asked if k in have and have[k] != wanted[k]]
+    if differ:
+        shown = {"env_sha256": "env"}
+        details = ", ".join(
+            f"{shown.get(k, k)}" + ("" if k == "env_sha256" else f"={have[k]!r} (asked: {wanted[k]!r})") for k in differ
+        )
+        raise DesktopError(
+            f"desktop {info.name!r} is already running with other options: {details}; "
+            f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
+            "or stop it first to start it again with yours"
+        )
 
 
 def _remember_view_size(change: dict) -> None:

@@ -20,7 +20,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from . import _options, _registry
-from ._errors import DesktopError
+from ._errors import DesktopError, DesktopStopped
 from ._page import page_html
 from ._session import AttachedSession, Session
 
@@ -39,10 +39,15 @@ class LauncherDesktop:
         self.lock = asyncio.Lock()
 
     def current(self) -> _registry.DesktopInfo | None:
-        return _registry.find(NAME)
+        return _registry.verified(NAME)
 
     async def ensure(self) -> _registry.DesktopInfo:
         async with self.lock:
+            return await asyncio.get_running_loop().run_in_executor(None, self._ensure)
+
+    def _ensure(self) -> _registry.DesktopInfo:
+        # The name's lock: a kernel's Desktop(name="launcher") at the same moment gets this same desktop.
+        with _registry.name_lock(NAME):
             info = self.current()
             if info is not None:
                 return info
@@ -50,7 +55,7 @@ class LauncherDesktop:
                 (1280, 800), "auto", _options.DEFAULT_FRAME_RATE, self.cwd, None, 20.0, NAME, False, self.idle_timeout
             )
             session = Session(options)
-            await asyncio.get_running_loop().run_in_executor(None, session.start)
+            session.start()
             self.session = session
             return self.current()
 
@@ -59,7 +64,13 @@ class LauncherDesktop:
             info = self.current()
             if info is None:
                 return
-            session = self.session if self.session and self.session.id == info.id else AttachedSession(info)
+            if self.session is not None and self.session.id == info.id:
+                session = self.session
+            else:
+                try:
+                    session = AttachedSession(info)  # checks the entry again: never a signal to a stranger
+                except DesktopStopped:
+                    return
             await asyncio.get_running_loop().run_in_executor(None, session.stop)
 
     def why_stopped(self) -> str:
@@ -96,19 +107,21 @@ def _state(info: _registry.DesktopInfo | None, detail: str = "") -> dict:
 
 
 class DesktopPageHandler(_Authorized):
+    """The page; it shows the launcher desktop and starts it by a POST of its own.
+
+    A GET starts nothing: any web site can make the user's browser GET this
+    URL (a link, an image), but only our page has the XSRF token a POST needs.
+    """
+
     @web.authenticated
     async def get(self) -> None:
-        try:
-            info = await self.launcher.ensure()
-            error = ""
-        except (DesktopError, OSError) as exc:
-            info, error = None, str(exc)
+        info = self.launcher.current()
         base_url = self.base_url
         hub = os.environ.get("JUPYTERHUB_BASE_URL")
         config = {
             "baseUrl": base_url,
             "desktop": _state(info),
-            "error": error,
+            "autostart": info is None,
             "labUrl": url_path_join(base_url, "lab"),
             "hubUrl": url_path_join(hub, "hub/home") if hub and os.environ.get("JUPYTERHUB_API_TOKEN") else "",
             "xsrf": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,

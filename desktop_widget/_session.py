@@ -11,6 +11,7 @@ module is its only other side (``Session``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -112,7 +113,7 @@ class Session:
     def _start(self, xvnc: str, session_argv: list[str]) -> None:
         directory = self.directory
         self.xauthority = str(directory / "Xauthority")
-        self.socket = str(directory / "rfb.sock")
+        self.socket = str(_registry.socket_path(self.id))
         self.log_path = str(directory / "desktop.log")
         _xauth.write(self.xauthority)
         base_env = _options.desktop_environ(self.options, self.xauthority)
@@ -125,7 +126,7 @@ class Session:
             "log": self.log_path,
             "rfb_socket": self.socket,
             "timeout": self.options.timeout,
-            "remove": [str(_registry.entry_path(self.id)), str(directory)],
+            "remove": [str(_registry.entry_path(self.id)), str(directory), self.socket],
             "persistent": self.options.persistent,
             "watch_pid": _server_pid() if self.options.persistent else None,
             "idle_timeout": self.options.idle_timeout,
@@ -173,6 +174,8 @@ class Session:
                 session=self.options.session,
                 has_wm=self.has_wm,
                 name=self.options.name,
+                supervisor_start=_registry.process_identity(self._proc.pid),
+                options=recorded_options(self.options),
             )
         )
         self._set_state("running")
@@ -315,15 +318,39 @@ class Session:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def recorded_options(options: _options.Options) -> dict:
+    """The options a desktop was started with, as its registry entry keeps them.
+
+    The environment only as a digest: enough to tell a different one, and no
+    values in the file.
+    """
+    env = hashlib.sha256(json.dumps(sorted(options.env.items())).encode()).hexdigest()
+    return {
+        "session": options.session,
+        "geometry": list(options.geometry),
+        "frame_rate": options.frame_rate,
+        "cwd": options.cwd,
+        "env_sha256": env,
+        "persistent": options.persistent,
+        "idle_timeout": options.idle_timeout,
+    }
+
+
 class AttachedSession:
     """A desktop that another process (another kernel, the server) owns.
 
     It offers what ``Session`` offers to ``Desktop``; it learns the desktop's
     state from the registry, and asks the owner's supervisor by signal to
-    restart the session or to stop.
+    restart the session or to stop. The entry must pass the registry's checks
+    (``_registry.verified``: the very supervisor that wrote it, our own socket,
+    display and cookie) when attaching and before every signal.
     """
 
     def __init__(self, info: _registry.DesktopInfo) -> None:
+        checked = _registry.verified(info.id)
+        if checked is None or checked.supervisor_start != info.supervisor_start:
+            raise DesktopStopped(f"desktop {info.id} is not running (or its registry entry is not to be trusted)")
+        self._info = checked
         self.id = info.id
         self.display = info.display
         self.directory = _registry.root() / info.id
@@ -333,11 +360,15 @@ class AttachedSession:
         self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
         self.options = _options.Options(geometry=info.geometry, session=info.session)
         self.has_wm = info.has_wm
-        self._supervisor = info.supervisor_pid
+
+    def _current(self) -> _registry.DesktopInfo | None:
+        """The entry, if it is still that of the desktop attached to (same supervisor) and passes the checks."""
+        info = _registry.verified(self.id)
+        return info if info is not None and info.supervisor_start == self._info.supervisor_start else None
 
     @property
     def state(self) -> str:
-        return "running" if _registry.read(self.id) is not None else "stopped"
+        return "running" if self._current() is not None else "stopped"
 
     def on_state(self, callback: Callable[[str, str], None]) -> None:
         """No events reach a process that does not own the desktop; the views notice by themselves."""
@@ -357,7 +388,6 @@ class AttachedSession:
             time.sleep(0.02)
 
     def _signal(self, sig: int) -> None:
-        if _registry.read(self.id) is None:
+        info = self._current()
+        if info is None or not _registry.signal_supervisor(info, sig):
             raise DesktopStopped(f"desktop {self.id} is stopped")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._supervisor, sig)

@@ -74,6 +74,9 @@ function element(tag, attributes = {}, text = "") {
 function main() {
 	let page = /** @type {HTMLElement} */ (document.getElementById("dw-page"));
 	let desktop = config.desktop ?? { id: "", status: "stopped", ws_path: "" };
+	// Opening the page starts the desktop, by a POST with the XSRF token (a GET
+	// from any other site could otherwise start one).
+	if (config.autostart) desktop = { ...desktop, status: "starting" };
 	let model = page_model({
 		_desktop_id: desktop.id,
 		_ws_path: desktop.ws_path,
@@ -136,20 +139,26 @@ function main() {
 		model.set("status", next.status);
 		render_state();
 	};
-	power.addEventListener("click", async () => {
+	let busy = false;
+	/** @param {"start" | "stop"} action */
+	let act = async (action) => {
+		busy = true;
 		power.setAttribute("disabled", "");
 		try {
-			adopt(await api(model.get("status") === "running" ? "stop" : "start"));
+			adopt(await api(action));
 		} catch (error) {
-			state.textContent = String(error);
+			adopt({ id: "", status: "failed", ws_path: "", detail: String(error) });
 		} finally {
+			busy = false;
 			power.removeAttribute("disabled");
 		}
-	});
+	};
+	power.addEventListener("click", () => act(model.get("status") === "running" ? "stop" : "start"));
 	// Notice a stop (or a new desktop) made elsewhere, e.g. from a kernel.
 	// (A standalone page's server ends with its desktop; the view notices that.)
 	if (!standalone) {
 		setInterval(async () => {
+			if (busy) return; // the answer to the start or stop says what it is
 			try {
 				let next = await api("state");
 				let changed = next.id !== model.get("_desktop_id") || next.status !== model.get("status");
@@ -162,6 +171,7 @@ function main() {
 
 	render_state();
 	view.render({ model, el: screen });
+	if (config.autostart) act("start");
 }
 
 main();
