@@ -113,6 +113,7 @@ class Desktop:
         name: str | None = None,
         persistent: bool = False,
         idle_timeout: float | None = None,
+        opengl: bool = True,
     ) -> None:
         if scale is None:
             # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
@@ -121,7 +122,7 @@ class Desktop:
         if geometry is None:
             geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
         options = _options.check_options(
-            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout
+            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
         )
         # Built before anything starts so that bad view arguments fail early.
         view = DesktopView(view_only=view_only, scale=scale, height=height, quality=quality, compression=compression)
