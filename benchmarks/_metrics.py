@@ -203,6 +203,9 @@ def _upstream_cold_trial(browser: Browser, workdir: Path, panel: dict | None, ke
             panel_t = wait_js(
                 page, "() => { const h = __bench.hits('panel'); return h.length ? h[0] : null; }", timeout=timeout
             )
+        colour = wait_js(
+            page, "() => { const c = __bench.canvases.find(c => c.tFirstColour); return c ? c.tFirstColour : null; }"
+        )
         state = page.evaluate("() => __bench.state()")
         ws = state["ws"][0] if state["ws"] else {}
         offset, _ = align(page)
@@ -213,6 +216,7 @@ def _upstream_cold_trial(browser: Browser, workdir: Path, panel: dict | None, ke
 
         result = {
             "first_frame_s": rel(frame),
+            "first_colour_s": rel(colour),
             "panel_s": rel(panel_t),
             "ws_created_s": rel(ws.get("tCreate")),
             "ws_open_s": rel(ws.get("tOpen")),
@@ -672,10 +676,11 @@ def scale(ours: Ours, n_latency: int, desktops=(1, 2, 4), views=(1, 4, 8)) -> di
 
 
 # -- tuning (ours) -----------------------------------------------------------------------------------
-def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rates=(30, 60, 120, 240)) -> dict:
-    out: dict = {"frame_rate": [], "quality": []}
+def frame_rate_table(ours: Ours, frame_rates, n_latency: int, idle_s: float, burst_s: float) -> list[dict]:
+    """Per Xvnc frame rate (light WM): latency and bare latency, idle CPU, noise and solid throughput with their costs."""
+    rows = []
     for fr in frame_rates:
-        log(f"tuning: frame_rate={fr}")
+        log(f"frame_rate={fr}")
         ours.stop_desktops()
         ours.exec(f"FRAME_RATE = {fr}")
         new_desktop(ours, "cold-fr")
@@ -683,7 +688,7 @@ def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rate
         idle = resources(ours.page, groups_ours(ours), idle_s)
         noise = throughput(ours.page, ours.env, groups_ours(ours), "noise", burst_s)
         solid = throughput(ours.page, ours.env, groups_ours(ours), "solid", burst_s)
-        out["frame_rate"].append(
+        rows.append(
             {
                 "frame_rate": fr,
                 "latency": {k: v for k, v in lat.items() if k != "samples"},
@@ -692,6 +697,11 @@ def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rate
                 "solid": solid,
             }
         )
+    return rows
+
+
+def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rates=(30, 60, 120, 240)) -> dict:
+    out: dict = {"frame_rate": frame_rate_table(ours, frame_rates, n_latency, idle_s, burst_s), "quality": []}
     geometry = screen_size(ours.env)
     out["xfce_compositor"] = xfce_compositor(ours, n_latency, idle_s)
     out["xvnc_glx"] = xvnc_glx(geometry)
