@@ -384,19 +384,24 @@ class Desktop:
 
     # -- applications ----------------------------------------------------------
     def launch(self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> _apps.App:
-        """Start a program on this desktop; it stops with the desktop.
+        """Start a program on this desktop; it ends when the desktop ends, however it ends.
 
         ``cmd`` is a list, or a string split as a shell would split it (it is
-        never run through a shell). The result is a ``subprocess.Popen``; its
-        output goes to ``app.log_path`` (``app.log()`` reads it).
+        never run through a shell). The result is Popen-like (``pid``,
+        ``poll()``, ``wait()``, ``terminate()``, ``returncode``); its output goes
+        to ``app.log_path`` (``app.log()`` reads it). On a desktop this process
+        owns, the desktop's supervisor starts it (see ``desktop_widget._apps``).
         """
         self._require_running()
+        if env is not None:
+            _options.check_env(env, "launch(env=...)")
         self._wait_for_window_manager()
         full_env = _options.desktop_environ(self._session.options, self._session.xauthority)
         full_env.update(self.env)
         if env:
             full_env.update(env)
-        app = _apps.launch(cmd, full_env, cwd or self._session.options.cwd, str(self._session.directory))
+        argv, log_path = _apps.prepare(cmd, full_env, str(self._session.directory))
+        app = self._session.launch(argv, full_env, cwd or self._session.options.cwd, log_path)
         with self._resources.lock:
             self._resources.apps = [a for a in self._resources.apps if a.poll() is None] + [app]
         return app
