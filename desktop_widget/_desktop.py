@@ -228,10 +228,11 @@ class Desktop:
         """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice.
 
         On an attached desktop this stops it for its owner too. Its last frame
-        is taken first and stays with the view (see :meth:`snapshot`).
+        is taken first (if the screen changed since the last one) and stays
+        with the view (see :meth:`snapshot`).
         """
         if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
-            self._resources.frames.refresh()
+            self._resources.frames.refresh_if_changed()
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()
