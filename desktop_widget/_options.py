@@ -110,8 +110,7 @@ def check_options(
         raise FileNotFoundError(f"cwd {cwd!r} is not a directory")
     if env is None:
         env = {}
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise TypeError("env must be a dict of str to str")
+    check_env(env, "env")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
     if name is None:
@@ -129,6 +128,22 @@ def check_options(
     return Options(
         size, session, frame_rate, 24, cwd, dict(env), float(timeout), name, persistent, float(idle_timeout), opengl
     )
+
+
+#: Variables the desktop sets itself; a value from the user would point its programs at another X server or cookie.
+_OWN_ENV = {
+    "DISPLAY": "the desktop's own display (d.display)",
+    "XAUTHORITY": "the desktop's own cookie file (d.env['XAUTHORITY']); its X server accepts no other",
+}
+
+
+def check_env(env: object, what: str) -> None:
+    """Refuse an ``env`` that is not str to str or that overrides what the desktop must set itself."""
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise TypeError(f"{what} must be a dict of str to str")
+    for var, why in _OWN_ENV.items():
+        if var in env:
+            raise ValueError(f"{what} must not set {var}: the session and every launched program get {why}")
 
 
 def find_xvnc() -> str:
