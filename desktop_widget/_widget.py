@@ -45,6 +45,11 @@ class DesktopView(anywidget.AnyWidget):
     clipboard = traitlets.Unicode("").tag(sync=True)
     #: The primary view's size in CSS pixels, reported by the view.
     _view_size = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    #: The desktop's last frame (encoded image; binary in saved widget state), its MIME type and
+    #: when it was taken (seconds since the epoch): shown where the live desktop cannot be (_snapshot).
+    _last_frame = traitlets.Bytes(b"").tag(sync=True)
+    _last_frame_mime = traitlets.Unicode("image/jpeg").tag(sync=True)
+    _last_frame_time = traitlets.Float(0.0).tag(sync=True)
 
     def __init__(self, **kwargs: object) -> None:
         unknown = set(kwargs) - set(self.class_trait_names())

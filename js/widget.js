@@ -7,6 +7,7 @@
  * one AbortController and released by the cleanup that `render` returns.
  */
 import RFB from "@novnc/novnc";
+import { last_frame_layer } from "./last_frame.js";
 
 /**
  * @typedef {object} Model
@@ -113,6 +114,7 @@ function render({ model, el }) {
 	status.setAttribute("role", "status");
 	root.append(screen, status);
 	el.append(root);
+	let frame = last_frame_layer(model, root, signal);
 
 	/** @type {any} */
 	let rfb = null;
@@ -128,6 +130,8 @@ function render({ model, el }) {
 		status.textContent = text;
 		status.dataset.kind = kind;
 		root.dataset.state = kind;
+		// A view still connected after the session ended shows the live (empty) screen.
+		frame(kind === "session-exited" && rfb ? "connected" : kind, text);
 	}
 
 	function is_primary() {
