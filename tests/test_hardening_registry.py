@@ -190,6 +190,7 @@ _RACER = """
 import os, sys, time
 from desktop_widget import Desktop
 go = sys.argv[1]
+print("ready", flush=True)
 while not os.path.exists(go):
     time.sleep(0.001)
 d = Desktop(name="race", session="none", geometry=(320, 240))
@@ -207,7 +208,7 @@ def test_two_processes_asking_for_one_name_at_once_get_one_desktop(tmp_path):
         for _ in range(2)
     ]
     try:
-        time.sleep(1.0)  # let both import and wait at the line (no count depends on it)
+        assert [r.stdout.readline().strip() for r in racers] == ["ready", "ready"]  # both imported, both waiting
         go.touch()
         ids = [r.stdout.readline().strip() for r in racers]
         assert all(ids), ids
