@@ -50,7 +50,9 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
             raise web.HTTPError(403, "not authorized to use desktops (needs the right to execute terminals)")
         socket_path = _registry.socket_for(desktop_id, self.runtime_dir)
         if socket_path is None:
-            raise web.HTTPError(404, f"no running desktop {desktop_id!r}")
+            # The reason phrase tells a view "our route, but not this desktop"
+            # apart from a server without the extension (also a 404).
+            raise web.HTTPError(404, f"no running desktop {desktop_id!r}", reason="No Such Desktop")
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             # A plain GET: the view probes the route before opening the
             # WebSocket (whose failures browsers report only as code 1006).
