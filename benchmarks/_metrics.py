@@ -203,6 +203,9 @@ def _upstream_cold_trial(browser: Browser, workdir: Path, panel: dict | None, ke
             panel_t = wait_js(
                 page, "() => { const h = __bench.hits('panel'); return h.length ? h[0] : null; }", timeout=timeout
             )
+        colour = wait_js(
+            page, "() => { const c = __bench.canvases.find(c => c.tFirstColour); return c ? c.tFirstColour : null; }"
+        )
         state = page.evaluate("() => __bench.state()")
         ws = state["ws"][0] if state["ws"] else {}
         offset, _ = align(page)
@@ -213,6 +216,7 @@ def _upstream_cold_trial(browser: Browser, workdir: Path, panel: dict | None, ke
 
         result = {
             "first_frame_s": rel(frame),
+            "first_colour_s": rel(colour),
             "panel_s": rel(panel_t),
             "ws_created_s": rel(ws.get("tCreate")),
             "ws_open_s": rel(ws.get("tOpen")),
@@ -534,8 +538,66 @@ def api_speed(ours: Ours, n: int, results_dir: Path) -> dict:
             out.update(_type_speed(h))
         except Exception as exc:
             out["type_error"] = repr(exc)
+
+        try:
+            out.update(_click_speed(h))
+        except Exception as exc:
+            out["click_error"] = repr(exc)
+
+        try:
+            out.update(_vision_speed(h, n))
+        except Exception as exc:
+            out["vision_error"] = repr(exc)
     finally:
         h._resources.release()
+    return out
+
+
+def _vision_speed(h, n: int) -> dict:
+    """d.locate on the 1280x800 screen (images cut from an xterm on it, found and not found), d.pixel, and
+    what d.wait_until_stable costs beyond its duration on a still screen."""
+    from PIL import Image
+
+    app = h.launch(["xterm", "-geometry", "80x24+300+200"])
+    out: dict = {}
+    try:
+        window = h.wait_for_window(pid=app.pid, timeout=15)
+        h.wait_until_stable(duration=0.5, timeout=15)
+        x, y, _, _ = window.geometry
+        out["locate_screen"] = list(h.size)
+        for w, ht in ((32, 32), (120, 80), (300, 200)):
+            template = h.screenshot(region=(x, y, w, ht))
+            found, times = [], []
+            for _ in range(max(5, n // 4)):
+                t0 = time.perf_counter()
+                found.append(h.locate(template) == (x, y, w, ht))
+                times.append((time.perf_counter() - t0) * 1000)
+            absent = Image.new("RGB", (w, ht), (250, 20, 200))
+            absent.paste((10, 200, 30), (0, 0, w // 2, ht))
+            misses = []
+            for _ in range(max(5, n // 4)):
+                t0 = time.perf_counter()
+                assert h.locate(absent) is None
+                misses.append((time.perf_counter() - t0) * 1000)
+            out[f"locate_{w}x{ht}_ms"] = summary(times, 1)
+            out[f"locate_{w}x{ht}_absent_ms"] = summary(misses, 1)
+            out[f"locate_{w}x{ht}_correct"] = all(found)
+        pixels = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            h.pixel(5, 5)
+            pixels.append((time.perf_counter() - t0) * 1000)
+        out["pixel_ms"] = summary(pixels, 2)
+        stable = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            h.wait_until_stable(duration=0.2, timeout=10)
+            stable.append((time.perf_counter() - t0) * 1000 - 200)
+        out["stable_overhead_ms"] = summary(stable, 1)
+    finally:
+        with contextlib.suppress(Exception):
+            app.terminate()
+            app.wait(5)
     return out
 
 
@@ -573,6 +635,17 @@ def _type_speed(h) -> dict:
         with contextlib.suppress(OSError):
             target.unlink()
             target.parent.rmdir()
+
+
+def _click_speed(h) -> dict:
+    """``d.click(count=N)``: time per click at growing N (flat when linear; it was quadratic, issue 9)."""
+    w, hgt = h.size
+    out = {}
+    for count in (1_000, 10_000, 30_000):
+        t0 = time.perf_counter()
+        h.click(w - 5, hgt - 5, button="forward", count=count)  # a button nothing on the desktop acts on
+        out[f"click_us_per_click_{count}"] = round((time.perf_counter() - t0) / count * 1e6, 1)
+    return out
 
 
 def close_page_of(target) -> None:
@@ -672,10 +745,11 @@ def scale(ours: Ours, n_latency: int, desktops=(1, 2, 4), views=(1, 4, 8)) -> di
 
 
 # -- tuning (ours) -----------------------------------------------------------------------------------
-def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rates=(30, 60, 120, 240)) -> dict:
-    out: dict = {"frame_rate": [], "quality": []}
+def frame_rate_table(ours: Ours, frame_rates, n_latency: int, idle_s: float, burst_s: float) -> list[dict]:
+    """Per Xvnc frame rate (light WM): latency and bare latency, idle CPU, noise and solid throughput with their costs."""
+    rows = []
     for fr in frame_rates:
-        log(f"tuning: frame_rate={fr}")
+        log(f"frame_rate={fr}")
         ours.stop_desktops()
         ours.exec(f"FRAME_RATE = {fr}")
         new_desktop(ours, "cold-fr")
@@ -683,7 +757,7 @@ def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rate
         idle = resources(ours.page, groups_ours(ours), idle_s)
         noise = throughput(ours.page, ours.env, groups_ours(ours), "noise", burst_s)
         solid = throughput(ours.page, ours.env, groups_ours(ours), "solid", burst_s)
-        out["frame_rate"].append(
+        rows.append(
             {
                 "frame_rate": fr,
                 "latency": {k: v for k, v in lat.items() if k != "samples"},
@@ -692,6 +766,11 @@ def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rate
                 "solid": solid,
             }
         )
+    return rows
+
+
+def tuning(ours: Ours, n_latency: int, idle_s: float, burst_s: float, frame_rates=(30, 60, 120, 240)) -> dict:
+    out: dict = {"frame_rate": frame_rate_table(ours, frame_rates, n_latency, idle_s, burst_s), "quality": []}
     geometry = screen_size(ours.env)
     out["xfce_compositor"] = xfce_compositor(ours, n_latency, idle_s)
     out["xvnc_glx"] = xvnc_glx(geometry)

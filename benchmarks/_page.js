@@ -97,7 +97,7 @@
 	function canvasInfo(canvas) {
 		let info = B.canvases.find((c) => c.canvas === canvas);
 		if (!info) {
-			info = { canvas, tFirstFlip: null, tFirstFrame: null, flips: 0 };
+			info = { canvas, tFirstFlip: null, tFirstFrame: null, tFirstColour: null, flips: 0 };
 			B.canvases.push(info);
 		}
 		return info;
@@ -125,10 +125,16 @@
 		if (info.tFirstFlip === null) info.tFirstFlip = t;
 		// The first frame of the desktop: the canvas is opaque everywhere we look
 		// (noVNC sizes it, and flips an empty back buffer, before any pixels come).
-		if (info.tFirstFrame === null) {
+		// The first non-black frame: opaque, and not black at most of those points
+		// (what a person counts as "something is there"; the X root is black).
+		if (info.tFirstFrame === null || info.tFirstColour === null) {
 			const { width: w, height: h } = canvas;
 			const spots = [[w >> 1, h >> 1], [w >> 2, h >> 2], [(3 * w) >> 2, h >> 2], [w >> 2, (3 * h) >> 2], [(3 * w) >> 2, (3 * h) >> 2]];
-			if (spots.every(([x, y]) => ctx.getImageData(x, y, 1, 1).data[3] === 255)) info.tFirstFrame = t;
+			const px = spots.map(([x, y]) => ctx.getImageData(x, y, 1, 1).data);
+			if (px.every((d) => d[3] === 255)) {
+				if (info.tFirstFrame === null) info.tFirstFrame = t;
+				if (info.tFirstColour === null && px.filter((d) => d[0] + d[1] + d[2] > 24).length >= 3) info.tFirstColour = t;
+			}
 		}
 		B.flips += 1;
 		B.lastFlip = t;
@@ -225,6 +231,7 @@
 				flips: c.flips,
 				tFirstFlip: c.tFirstFlip,
 				tFirstFrame: c.tFirstFrame,
+				tFirstColour: c.tFirstColour,
 			})),
 		ws: B.ws.map((w) => ({ ...w })),
 		bytesIn: B.bytesIn,

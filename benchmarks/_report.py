@@ -121,9 +121,24 @@ def _get(d: dict, *path: str) -> object:
     return d
 
 
+def first_cell_rows(r: dict) -> list[list[str]]:
+    """The headline: what a person sees after Shift+Enter on the first cell of a fresh kernel (import on the clock)."""
+    fc = r.get("first_cell") or {}
+    rows = []
+    for key, label, target in (
+        ("first_colour_s", "Shift+Enter, fresh kernel → first non-black frame (ms)", 0.6),
+        ("panel_s", "Shift+Enter, fresh kernel → XFCE panel drawn (ms)", 1.0),
+    ):
+        s = _get(fc, "ours", "summary", key)
+        up = _get(fc, "upstream", "summary", key)
+        if s or up:
+            rows.append([label, fmt(s, 1000), fmt(up, 1000), "", f"≤ {target * 1000:.0f}", verdict(med(s), target)])
+    return rows
+
+
 def summary_rows(r: dict) -> list[list[str]]:
     """The headline table: metric, ours, upstream, bare reference, target, verdict for ours."""
-    rows = []
+    rows = first_cell_rows(r)
     cold = r.get("cold", {})
     for session, label in (("wm", "light WM"), ("xfce", "XFCE")):
         s = _get(cold, "ours", session, "summary", "first_frame_s")
@@ -288,6 +303,7 @@ def markdown(r: dict) -> str:
         "",
     ]
     out += _analysis(r)
+    out += _first_cell_section(r.get("first_cell"))
     out += _cold_section(r.get("cold"))
     out += _latency_section(r.get("latency"))
     out += _throughput_section(r.get("throughput"))
@@ -295,6 +311,7 @@ def markdown(r: dict) -> str:
     out += _api_section(r.get("api"))
     out += _scale_section(r.get("scale"))
     out += _tuning_section(r.get("tuning"))
+    out += _frame_rate_section(r.get("frame_rates"))
     if r.get("errors"):
         out += ["## Errors", "", *[f"- {e}" for e in r["errors"]], ""]
     return "\n".join(out)
@@ -310,6 +327,71 @@ STAGES = [
     ("first_frame_s", "first desktop frame on the canvas"),
     ("panel_s", "XFCE panel drawn on the canvas"),
 ]
+
+
+FIRST_CELL_STAGES = [
+    ("kernel_start_s", "kernel starts the cell"),
+    ("imported_s", "`from desktop_widget import Desktop` done"),
+    ("desktop_ready_s", "`Desktop()` returns (Xvnc answers RFB)"),
+    ("view_rendered_s", "view's DOM rendered"),
+    ("ws_created_s", "WebSocket created"),
+    ("ws_open_s", "WebSocket open"),
+    ("first_rfb_byte_s", "first RFB byte"),
+    ("first_frame_s", "first frame on the canvas (any colour)"),
+    ("first_colour_s", "**first non-black frame**"),
+    ("panel_s", "**XFCE panel drawn on the canvas**"),
+]
+
+
+def _first_cell_section(fc: dict | None) -> list[str]:
+    """Shift+Enter on `from desktop_widget import Desktop; d = Desktop(); d` in a fresh kernel; upstream from page open."""
+    if not fc or not _get(fc, "ours", "summary"):
+        return []
+    cols = [("ours, `Desktop()` (XFCE)", fc["ours"]["summary"])]
+    if _get(fc, "upstream", "summary"):
+        cols.append(("upstream, XFCE (from page open)", fc["upstream"]["summary"]))
+    header = ["stage (ms after Shift+Enter / page open)"] + [c[0] for c in cols]
+    rows = [
+        [label] + [fmt(col.get(key), 1000) for _, col in cols]
+        for key, label in FIRST_CELL_STAGES
+        if any(col.get(key, {}).get("n") for _, col in cols)
+    ]
+    out = [
+        "## First cell of a fresh kernel",
+        "",
+        "What a person sees: the kernel is restarted before every trial, then Shift+Enter on",
+        "`from desktop_widget import Desktop; d = Desktop(); d` (default options: XFCE at the view's size; the import",
+        "is on the clock). Upstream's trials run in turn with ours and count from opening its `/desktop/` page.",
+        "",
+        table(header, rows),
+        "",
+    ]
+    names: list[str] = []
+    for _, col in cols:
+        names += [n for n in col.get("process_started_s", {}) if n not in names]
+    if names:
+        names.sort(key=lambda n: min(med(col.get("process_started_s", {}).get(n)) or 99 for _, col in cols))
+        out += [
+            "When the desktop's processes started (from /proc/<pid>/stat, ±10 ms; same origin):",
+            "",
+            table(
+                header,
+                [
+                    [f"`{n}` started"] + [fmt(col.get("process_started_s", {}).get(n), 1000) for _, col in cols]
+                    for n in names
+                ],
+            ),
+            "",
+        ]
+    for who in ("ours", "upstream"):
+        cal = _get(fc, who, "panel_calibration")
+        if cal:
+            out.append(
+                f"- panel detector ({who}): colour {tuple(cal['rgb'])} at y={cal['points'][0][1]}, "
+                f"{len(cal['points'])} points, ≥ {cal['need']} must match (±10 a channel)."
+            )
+    out.append("")
+    return out
 
 
 def _cold_section(c: dict | None) -> list[str]:
@@ -531,7 +613,33 @@ def _api_section(api: dict | None) -> list[str]:
             if "type_chars" in api
             else api.get("type_error", "–"),
         ],
+        [
+            "`d.click(count=N)` per click, N = 1k / 10k / 30k (flat = linear)",
+            " / ".join(f"{api.get(f'click_us_per_click_{n}', '–')} µs" for n in (1_000, 10_000, 30_000))
+            if "click_us_per_click_1000" in api
+            else api.get("click_error", "–"),
+        ],
         [f"`d.screenshot()` {api.get('screenshot_size')}", fmt(api.get("screenshot_ms"), digits=1, unit=" ms")],
+        *[
+            [
+                f"`d.locate()` of a {size} image on the {api.get('locate_screen')} screen: found / absent",
+                f"{fmt(api.get(f'locate_{size}_ms'), digits=1, unit=' ms')} / "
+                f"{fmt(api.get(f'locate_{size}_absent_ms'), digits=1, unit=' ms')}",
+            ]
+            for size in ("32x32", "120x80", "300x200")
+            if api.get(f"locate_{size}_ms")
+        ],
+        *([["`d.pixel()`", fmt(api.get("pixel_ms"), digits=2, unit=" ms")]] if api.get("pixel_ms") else []),
+        *(
+            [
+                [
+                    "`d.wait_until_stable(0.2)` on a still screen, beyond 0.2 s",
+                    fmt(api.get("stable_overhead_ms"), digits=1, unit=" ms"),
+                ]
+            ]
+            if api.get("stable_overhead_ms")
+            else []
+        ),
         ["`d.resize()` call", fmt(api.get("resize_call_ms"), digits=1, unit=" ms")],
         [
             "`d.resize()` until the view's canvas has the size",
@@ -616,6 +724,52 @@ def _scale_section(sc: dict | None) -> list[str]:
             "",
         ]
     return out
+
+
+def _frame_rate_section(rows_in: list[dict] | None) -> list[str]:
+    """Xvnc frame rates up to 1000: latency, and what a busy screen costs at each (the default's trade-off)."""
+    if not rows_in:
+        return []
+    rows = []
+    for x in rows_in:
+        row = [
+            x["frame_rate"],
+            fmt(_get(x, "latency", "browser_ms"), digits=2),
+            fmt(_get(x, "latency", "bare_rfb_ms"), digits=2),
+            _n(_get(x, "idle", "desktop", "cpu_pct"), 2),
+        ]
+        for mode in ("solid", "noise"):
+            t = x.get(mode) or {}
+            painted, flips = t.get("painted_per_s"), t.get("flips_per_s")
+            dropped = None if painted is None or flips is None else max(0.0, painted - flips)
+            row += [
+                _n(flips, 0),
+                _n(dropped, 0),
+                _n(_get(t, "ws_mbit_per_s"), 1),
+                _n(_get(t, "cpu_pct", "desktop"), 0),
+                _n(_get(t, "cpu_pct", "server"), 0),
+                _n(_get(t, "cpu_pct", "chromium"), 0),
+            ]
+        rows.append(row)
+    header = ["frame rate", "latency (ms)", "bare (ms)", "idle CPU desktop (%)"]
+    for mode in ("solid", "noise"):
+        header += [
+            f"{mode}: frames/s",
+            f"{mode}: dropped/s",
+            f"{mode}: Mbit/s",
+            f"{mode}: CPU desktop %",
+            f"{mode}: CPU server %",
+            f"{mode}: CPU chromium %",
+        ]
+    return [
+        "## Frame rate above 240",
+        "",
+        "`Desktop(frame_rate=…)` (Xvnc `-FrameRate`), light WM; a 1024×640 window repainted at 60 fps for the load."
+        " *frames/s*: frames noVNC put on the canvas; *dropped/s*: painted − frames (changes merged or never sent).",
+        "",
+        table(header, rows),
+        "",
+    ]
 
 
 def _tuning_section(t: dict | None) -> list[str]:

@@ -224,12 +224,13 @@ CELLS = {
     "desktops": 'ds = [Desktop(session="wm", height=HEIGHT) for _ in range(N_DESKTOPS)]\nfor _x in ds: display(_x)',
 }
 NOTEBOOK = "bench.ipynb"
+NOTEBOOK_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
 def _write_notebook(path: Path) -> None:
     cells = [nbformat.v4.new_code_cell(f"# bench: {name}\n{source}") for name, source in CELLS.items()]
     nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["kernelspec"] = NOTEBOOK_KERNELSPEC
     nbformat.write(nb, str(path))
 
 

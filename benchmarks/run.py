@@ -26,11 +26,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _firstcell  # noqa: E402
 import _metrics as M  # noqa: E402
 import _report  # noqa: E402
 from _targets import ROOT, UPSTREAM_VENV, Browser, Ours  # noqa: E402
 
-METRICS = ["cold", "latency", "throughput", "resources", "api", "scale", "tuning"]
+METRICS = ["firstcell", "cold", "latency", "throughput", "resources", "api", "scale", "tuning", "framerate"]
+#: Xvnc frame rates compared by the "framerate" metric (the default's neighbourhood and above).
+HIGH_FRAME_RATES = (120, 240, 500, 1000)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def plan(quick: bool) -> dict:
     if quick:
         return {
+            "first_cell": 3,
+            "first_cell_upstream": 2,
             "cold_wm": 3,
             "cold_xfce": 2,
             "cold_upstream": 2,
@@ -144,6 +149,8 @@ class Run:
         M.log("starting JupyterLab (ours) and opening the notebook")
         self.ours = Ours(self.browser, self.work / "ours")
         r = self.results
+        if self.want("firstcell"):
+            r["first_cell"] = self.guarded("first cell", self.first_cell)
         if self.want("cold"):
             cold = r.setdefault("cold", {})
             cold["python_import_s"] = M.python_import(self.p["imports"])
@@ -166,6 +173,8 @@ class Run:
             r["api"] = self.guarded("api", self.api)
         if self.want("scale"):
             r["scale"] = self.guarded("scale", M.scale, self.ours, self.p["scale_latency"])
+        if self.want("framerate"):
+            r["frame_rates"] = self.guarded("frame rates", self.frame_rates)
         if self.want("tuning"):
             r["tuning"] = self.guarded(
                 "tuning",
@@ -175,6 +184,26 @@ class Run:
                 self.p["tuning_idle_s"],
                 self.p["tuning_burst_s"],
             )
+
+    def frame_rates(self) -> list[dict]:
+        """Latency and the costs under load at Xvnc frame rates up to 1000 (the trade-off behind DEFAULT_FRAME_RATE)."""
+        return M.frame_rate_table(
+            self.ours, HIGH_FRAME_RATES, self.p["tuning_latency"], self.p["tuning_idle_s"], self.p["burst_s"]
+        )
+
+    def first_cell(self) -> dict:
+        """Shift+Enter on the first cell of a fresh kernel → XFCE's panel; upstream in turn (see _firstcell.py)."""
+        if not self.args.skip_upstream:
+            ensure_upstream_venv()
+        return _firstcell.first_cell_pair(
+            self.ours,
+            self.browser,
+            self.work / "upstream-first",
+            self.p["first_cell"],
+            self.p["first_cell_upstream"],
+            self.out,
+            upstream=not self.args.skip_upstream,
+        )
 
     def cold_pair(self) -> tuple[dict, dict]:
         ensure_upstream_venv()

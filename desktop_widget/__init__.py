@@ -6,12 +6,35 @@
 
 from __future__ import annotations
 
-from ._desktop import Desktop
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import DesktopError, DesktopStopped
-from ._registry import DesktopInfo
+
+if TYPE_CHECKING:
+    from ._desktop import Desktop
+    from ._registry import DesktopInfo
 
 __version__ = "0.1.0"
 __all__ = ["Desktop", "DesktopError", "DesktopInfo", "DesktopStopped", "list_desktops"]
+
+#: Public names imported on first use. The Jupyter server imports this package
+#: to find its extension and the launcher; it must not load the kernel's stack
+#: (anywidget, ipywidgets, IPython, PIL, Xlib) for that.
+_LAZY = {"Desktop": "._desktop", "DesktopInfo": "._registry"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def _jupyter_server_extension_points() -> list[dict]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
 import re
 import threading
 import time
@@ -11,12 +13,17 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _apps, _options, _pointer, _registry, _rfb, _screen, _windows, _x
+from . import _apps, _bundle, _options, _pointer, _record, _registry, _rfb, _screen, _snapshot, _vision, _windows, _x
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
-from ._session import AttachedSession, Session, touch
+from ._session import AttachedSession, Session, recorded_options, touch
 from ._widget import DesktopView
 from ._windows import Window
+
+log = logging.getLogger(__name__)
+
+#: Seconds for the clean-up after an interrupted call, and for releasing keys at stop.
+_REPAIR_DEADLINE = 1.0
 
 #: The size of the last primary view in this process: a new desktop starts at
 #: it, so that the view does not have to resize it (and XFCE draw twice).
@@ -44,22 +51,75 @@ class _Resources:
         self.conn = None
         self.keyboard = None
         self.clipboard = None
+        self.frames: _snapshot.LastFrame | None = None
         self.apps: list[_apps.App] = []
+        self.recordings: list[Any] = []
+        self.served = None  # the ViewServer of serve(), if any
         self.wm_seen = False
         self.touched = 0.0
+        self.stale: int | None = None  # resource id base of a connection dropped mid-call, until repaired
+
+    def connection(self, connect: Callable[[], Any]) -> Any:
+        """The X connection, opened (and the state a dropped one left behind repaired) if needed."""
+        if self.conn is None:
+            conn = connect()
+            if self.stale is not None:
+                try:
+                    self._repair(conn)
+                except BaseException:
+                    _x.drop(conn)
+                    raise
+            self.conn = conn
+        return self.conn
+
+    def _repair(self, conn: Any) -> None:
+        """Release the buttons and keys an interrupted call left down, and restore the keymap."""
+        _x.forgotten(conn, self.stale, _REPAIR_DEADLINE)  # its last requests must not come after the repair
+        _pointer.release_buttons(conn)
+        if self.keyboard is not None:
+            self.keyboard.reset(conn)
+        conn.sync()
+        self.stale = None
+
+    def forget(self, conn: Any) -> None:
+        """Drop ``conn`` after a call on it was interrupted or failed; the next call opens another."""
+        if conn is self.conn:
+            self.conn = None
+            self.stale = conn.display.info.resource_id_base
+            if self.keyboard is not None:
+                self.keyboard.detach()
+        _x.drop(conn)
+
+    def forget_clipboard(self) -> None:
+        if self.clipboard is not None:
+            self.clipboard.close()
+            self.clipboard = None
 
     def release(self) -> None:
-        with self.lock:
+        # Waits at most a few seconds: for a call under way (its X waits have a
+        # deadline), then for the X server on each connection.
+        locked = self.lock.acquire(timeout=2 * _x.DEADLINE)
+        try:
+            _record.stop_all(self.recordings)  # while the X server is still there
+            if self.served is not None:
+                self.served.stop()
+                self.served = None
             _apps.stop_all(self.apps)
+            for conn in (self.conn, self.clipboard and self.clipboard.conn):
+                if conn is not None:
+                    _x.set_deadline(conn, _REPAIR_DEADLINE)
             if self.keyboard is not None:
                 with contextlib.suppress(Exception):
                     self.keyboard.close()
             if self.clipboard is not None:
                 self.clipboard.close()
-            if self.conn is not None:
-                with contextlib.suppress(Exception):
-                    self.conn.close()
+            if self.frames is not None:
+                self.frames.close()
+            _x.drop(self.conn)
             self.conn = self.keyboard = self.clipboard = None
+        finally:
+            if locked:
+                self.lock.release()
 
 
 def _shutdown(session: Session, resources: _Resources) -> None:
@@ -107,14 +167,16 @@ class Desktop:
         name: str | None = None,
         persistent: bool = False,
         idle_timeout: float | None = None,
+        opengl: bool = True,
     ) -> None:
         if scale is None:
             # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
             scale = geometry is not None
+        asked_geometry = geometry
         if geometry is None:
             geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
         options = _options.check_options(
-            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout
+            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
         )
         # Built before anything starts so that bad view arguments fail early.
         view = DesktopView(
@@ -125,15 +187,39 @@ class Desktop:
             compression=compression,
             transport=transport,
         )
-        existing = _registry.find(options.name) if options.name else None
-        if existing is not None and existing.name == options.name:
-            # Get-or-create: the desktop of that name is already running somewhere.
-            view.scale = True
-            self._adopt(AttachedSession(existing), view, owned=False)
+        if not options.name:
+            self._start(options, view)
             return
-        session_ = Session(options)
-        session_.start()
-        self._adopt(session_, view, owned=True)
+        # Get-or-create, as one step for every process of this user (two kernels
+        # asking at once get one desktop).
+        asked = {
+            "session_command": session != "auto",
+            "opengl": not opengl,
+            "geometry": asked_geometry is not None,
+            "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
+            "cwd": cwd is not None,
+            "env_sha256": bool(env),
+            "persistent": persistent,
+            "idle_timeout": idle_timeout is not None,
+        }
+        with _registry.name_lock(options.name):
+            existing = _registry.verified(options.name)
+            if existing is None or existing.name != options.name:
+                self._start(options, view)
+                return
+            # The desktop of that name is already running somewhere.
+            wanted = recorded_options(
+                options, _options.session_command(options.session) if asked["session_command"] else []
+            )
+            _check_same_options(existing, wanted, [k for k, v in asked.items() if v])
+            attached = AttachedSession(existing)
+        view.scale = True
+        self._adopt(attached, view, owned=False)
+
+    def _start(self, options: _options.Options, view: DesktopView) -> None:
+        session = Session(options)
+        session.start()
+        self._adopt(session, view, owned=True)
 
     @classmethod
     def attach(
@@ -151,7 +237,7 @@ class Desktop:
         only if :meth:`stop` is called. Views of an attached desktop scale by
         default, so that they do not resize the owner's screen.
         """
-        info = _registry.find(id_or_name)
+        info = _registry.verified(id_or_name)
         if info is None:
             running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
             raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
@@ -171,6 +257,7 @@ class Desktop:
             view._set_status(session.state)
         session.on_state(view._set_status)
         view.observe(_remember_view_size, "_view_size")
+        self._resources.frames = _snapshot.LastFrame(view, session.display, session.xauthority)
         if owned and not session.options.persistent:
             self._finalizer = weakref.finalize(self, _shutdown, session, self._resources)
         else:
@@ -213,8 +300,12 @@ class Desktop:
     def stop(self) -> None:
         """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice.
 
-        On an attached desktop this stops it for its owner too.
+        On an attached desktop this stops it for its owner too. Its last frame
+        is taken first (if the screen changed since the last one) and stays
+        with the view (see :meth:`snapshot`).
         """
+        if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
+            self._resources.frames.refresh_if_changed()
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()
@@ -237,16 +328,54 @@ class Desktop:
 
     @contextlib.contextmanager
     def _x(self) -> Iterator[Any]:
-        """The kernel's X connection to this desktop, one user at a time."""
+        """The kernel's X connection to this desktop, one user at a time.
+
+        A call that is interrupted (KeyboardInterrupt), outlasts the X
+        deadline or breaks the connection leaves python-xlib mid-request:
+        the connection is dropped, and buttons, keys and keymap are put right
+        on a fresh one (now, or at the next call if the server does not
+        answer). Errors that leave the connection sound (bad input, an X
+        error reply) keep it.
+        """
         self._require_running()
+        resources = self._resources
         now = time.monotonic()
-        if now - self._resources.touched > 1.0:  # scripting counts as use (idle_timeout)
-            self._resources.touched = now
+        if now - resources.touched > 1.0:  # scripting counts as use (idle_timeout)
+            resources.touched = now
             touch(self._session.directory / "activity")
-        with self._resources.lock:
-            if self._resources.conn is None:
-                self._resources.conn = _x.connect(self.display, self._session.xauthority)
-            yield self._resources.conn
+        with resources.lock:
+            conn = resources.connection(self._connect)
+            try:
+                yield conn
+            except BaseException as exc:
+                clipboard = resources.clipboard.conn if resources.clipboard is not None else None
+                late = _x.expired(conn) or (clipboard is not None and _x.expired(clipboard))
+                if clipboard is not None and not (isinstance(exc, Exception) and _x.alive(clipboard)):
+                    resources.forget_clipboard()
+                if isinstance(exc, Exception) and _x.alive(conn):
+                    raise
+                resources.forget(conn)
+                if late:
+                    raise self._late() from exc
+                try:  # put keys and buttons right now, not only at the next call
+                    resources.connection(functools.partial(self._connect, _REPAIR_DEADLINE))
+                except Exception:
+                    log.info("desktop %s: repair after a broken call deferred to the next call", self.id, exc_info=True)
+                raise
+
+    def _connect(self, deadline: float | None = None) -> Any:
+        deadline = _x.DEADLINE if deadline is None else deadline
+        try:
+            return _x.connect(self.display, self._session.xauthority, deadline)
+        except TimeoutError as exc:
+            raise self._late(deadline) from exc
+
+    def _late(self, deadline: float | None = None) -> TimeoutError:
+        deadline = _x.DEADLINE if deadline is None else deadline
+        return TimeoutError(
+            f"desktop {self.id} (display {self.display}) did not answer within {deadline:g} s: its X server is "
+            "stopped or overloaded. The call was abandoned; the next one connects again."
+        )
 
     def _keyboard(self, conn: Any) -> Any:
         if self._resources.keyboard is None:
@@ -311,9 +440,7 @@ class Desktop:
             raise ValueError(f"count must be a positive int; got {count!r}")
         with self._x() as conn:
             _pointer.move(conn, *self._point(conn, x, y))
-            for _ in range(count):
-                _pointer.press(conn, number)
-                _pointer.release(conn, number)
+            _pointer.click(conn, number, count)
             conn.sync()
 
     def double_click(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
@@ -366,19 +493,24 @@ class Desktop:
 
     # -- applications ----------------------------------------------------------
     def launch(self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> _apps.App:
-        """Start a program on this desktop; it stops with the desktop.
+        """Start a program on this desktop; it ends when the desktop ends, however it ends.
 
         ``cmd`` is a list, or a string split as a shell would split it (it is
-        never run through a shell). The result is a ``subprocess.Popen``; its
-        output goes to ``app.log_path`` (``app.log()`` reads it).
+        never run through a shell). The result is Popen-like (``pid``,
+        ``poll()``, ``wait()``, ``terminate()``, ``returncode``); its output goes
+        to ``app.log_path`` (``app.log()`` reads it). On a desktop this process
+        owns, the desktop's supervisor starts it (see ``desktop_widget._apps``).
         """
         self._require_running()
+        if env is not None:
+            _options.check_env(env, "launch(env=...)")
         self._wait_for_window_manager()
         full_env = _options.desktop_environ(self._session.options, self._session.xauthority)
         full_env.update(self.env)
         if env:
             full_env.update(env)
-        app = _apps.launch(cmd, full_env, cwd or self._session.options.cwd, str(self._session.directory))
+        argv, log_path = _apps.prepare(cmd, full_env, str(self._session.directory))
+        app = self._session.launch(argv, full_env, cwd or self._session.options.cwd, log_path)
         with self._resources.lock:
             self._resources.apps = [a for a in self._resources.apps if a.poll() is None] + [app]
         return app
@@ -447,12 +579,117 @@ class Desktop:
             size = _screen.size(conn)
             return _screen.grab(conn, (0, 0, *size) if region is None else _screen.check_region(region, size))
 
+    def snapshot(self) -> Any:
+        """The desktop's last frame as a ``PIL.Image``: taken now if the desktop runs, else the one kept.
+
+        It is the image that saved notebooks and static pages show in place of
+        the live view (JPEG, at most 1280 px wide). It is also refreshed after
+        each cell that changed the screen and when the desktop stops.
+        """
+        if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
+            self._resources.frames.refresh()
+        image = _snapshot.stored(self.view)
+        if image is None:
+            raise DesktopStopped(f"desktop {self.id} is {self.status} and no frame of it was kept")
+        return image
+
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        """The ``(r, g, b)`` colour at ``(x, y)`` now."""
+        with self._x() as conn:
+            return _vision.pixel(conn, *_pointer.check_point(x, y, _screen.size(conn)))
+
+    def _region(self, region: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
+        with self._x() as conn:
+            size = _screen.size(conn)
+        return (0, 0, *size) if region is None else _screen.check_region(region, size)
+
+    def wait_until_stable(self, duration: float = 0.5, timeout: float = 10.0, region: tuple | None = None) -> None:
+        """Return once the screen (or ``region``) has not changed for ``duration`` s; ``TimeoutError`` otherwise."""
+        duration, timeout = _vision.check_seconds("duration", duration), _vision.check_seconds("timeout", timeout)
+        _vision.wait_until_stable(self._connect, self._region(region), duration, timeout)
+
+    def locate(self, image: Any, region: tuple | None = None, confidence: float = 0.95) -> tuple | None:
+        """Where ``image`` (a PIL image or a path) is on the screen: ``(x, y, w, h)``, or None."""
+        image, confidence = _vision.load_image(image), _vision.check_confidence(confidence)
+        box = self._region(region)
+        with self._x() as conn:
+            return _vision.find(conn, image, box, confidence)
+
+    def wait_for_image(
+        self, image: Any, timeout: float = 10.0, region: tuple | None = None, confidence: float = 0.95
+    ) -> tuple[int, int, int, int]:
+        """Wait until ``image`` shows (looking again whenever the screen changes); its box, or ``TimeoutError``."""
+        image, confidence = _vision.load_image(image), _vision.check_confidence(confidence)
+        timeout = _vision.check_seconds("timeout", timeout)
+        return _vision.wait_for_image(self._connect, image, self._region(region), confidence, timeout)
+
     def resize(self, width: int, height: int) -> None:
         """Change the X screen size; open views follow (and from now on scale, keeping this size)."""
         _options.check_geometry((width, height))
         self._require_running()
         _rfb.set_desktop_size(self._session.socket, width, height)
         self.view.scale = True
+
+    def record(self, path: str, fps: int = 15, show_clicks: bool = False) -> _record.Recording:
+        """Record the screen to ``path`` (``.mp4``: H.264 for browsers; ``.gif``: for slides) until ``stop()``.
+
+        Use it as ``with d.record("demo.mp4"):`` or ``rec = d.record(...)`` ... ``rec.stop()``;
+        ``show_clicks`` rings every click. It stops with the desktop; shown in a notebook, it plays.
+        """
+        out, fps, show_clicks = _record.check_path(path), _record.check_fps(fps), _record.check_show_clicks(show_clicks)
+        self._require_running()
+        connect = functools.partial(_x.connect, self.display, self._session.xauthority)
+        marker = _record.ClickMarker(connect) if show_clicks else None
+        env = _options.desktop_environ(self._session.options, self._session.xauthority)
+        rec = _record.Recording(out, self.display, env, os.getcwd(), str(self._session.directory), fps, marker)
+        with self._resources.lock:
+            self._resources.recordings = [r for r in self._resources.recordings if r.running] + [rec]
+        return rec
+
+    # -- AI agents -------------------------------------------------------------
+    def computer_tool(self, version: str = "computer_20251124", *, screenshot_after: bool = False) -> Any:
+        """This desktop as the ``computer`` tool of the computer-use protocol AI agents speak.
+
+        ``t.definition`` goes in the model's tool list; ``t(tool_use_input)``
+        runs one action and returns the ``tool_result`` content blocks.
+        Screenshots are scaled to fit in 1280x800 (aspect kept) and the
+        agent's coordinates mapped back. No network and no model here: only
+        the adapter (see ``desktop_widget._computer``).
+        """
+        from ._computer import ComputerTool
+
+        return ComputerTool(self, version, screenshot_after=screenshot_after)
+
+    # -- a page outside Jupyter ---------------------------------------------
+    def serve(self, *, stop: bool = False, scale: bool = True, view_only: bool = False) -> str | None:
+        """Show this desktop in any browser on this machine: returns ``http://127.0.0.1:<port>/<token>/``.
+
+        For scripts and test runs without a notebook. The page is the
+        notebook view, full-page; only requests with the URL's random token
+        are answered, on 127.0.0.1 only. Calling it again returns the same
+        URL (with the options of the first call). It stops with the desktop,
+        or with ``d.serve(stop=True)`` (which returns None).
+
+        ``scale=True`` fits the screen in the window
+        (``False`` resizes the desktop to the window); ``view_only`` is a
+        convenience of the page, not a permission.
+        """
+        from ._serve import ViewServer
+
+        with self._resources.lock:
+            served = self._resources.served
+            if stop or (served is not None and not served.running):
+                self._resources.served = None
+                if served is not None:
+                    served.stop()
+                if stop:
+                    return None
+            self._require_running()
+            if self._resources.served is None:
+                self._resources.served = ViewServer(
+                    self.id, self.display, self._session.socket, scale=scale, view_only=view_only
+                )
+            return self._resources.served.url
 
     # -- clipboard -----------------------------------------------------------
     @property
@@ -473,7 +710,7 @@ class Desktop:
         if self._resources.clipboard is None:
             from ._clipboard import Clipboard
 
-            self._resources.clipboard = Clipboard(_x.connect(self.display, self._session.xauthority))
+            self._resources.clipboard = Clipboard(self._connect())
         return self._resources.clipboard
 
     # -- environment ---------------------------------------------------------
@@ -486,13 +723,39 @@ class Desktop:
 
     # -- display -----------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.view._repr_mimebundle_(**kwargs)
+        return _bundle.mimebundle(self, self._resources.frames, **kwargs)
 
     def __repr__(self) -> str:
         if self.status in ("stopped", "failed"):
             return f"<Desktop {self.id} {self.status}>"
         width, height = self.size
         return f"<Desktop {self.id} display={self.display} {width}x{height} {self.status}>"
+
+
+def _check_same_options(info: _registry.DesktopInfo, wanted: dict, asked: list[str]) -> None:
+    """Refuse options that the running desktop of that name was not started with.
+
+    Raised, not warned: code that asks for ``session="xfce"`` and silently
+    gets another kind of desktop fails later and far from the cause. Options
+    left at their defaults accept whatever the running desktop has.
+    """
+    have = info.options
+    differ = [k for k in asked if k in have and have[k] != wanted[k]]
+    if not differ:
+        return
+    # Shown as the caller wrote them: the session by name, the environment not at all.
+    shown = {"session_command": "session", "env_sha256": "env"}
+    details = ", ".join(
+        "env"
+        if k == "env_sha256"
+        else f"{shown.get(k, k)}={have[shown.get(k, k)]!r} (asked: {wanted[shown.get(k, k)]!r})"
+        for k in differ
+    )
+    raise DesktopError(
+        f"desktop {info.name!r} is already running with other options: {details}; "
+        f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
+        "or stop it first to start it again with yours"
+    )
 
 
 def _remember_view_size(change: dict) -> None:

@@ -9,19 +9,20 @@ tab being closed, and stops from the page's toolbar or with the server.
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 from pathlib import Path
 from typing import ClassVar
 
+from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import APIHandler, FileFindHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
 from . import _options, _registry
-from ._errors import DesktopError
+from ._errors import DesktopError, DesktopStopped
+from ._page import page_html
 from ._session import AttachedSession, Session
 
 NAME = "launcher"
@@ -39,10 +40,15 @@ class LauncherDesktop:
         self.lock = asyncio.Lock()
 
     def current(self) -> _registry.DesktopInfo | None:
-        return _registry.find(NAME)
+        return _registry.verified(NAME)
 
     async def ensure(self) -> _registry.DesktopInfo:
         async with self.lock:
+            return await asyncio.get_running_loop().run_in_executor(None, self._ensure)
+
+    def _ensure(self) -> _registry.DesktopInfo:
+        # The name's lock: a kernel's Desktop(name="launcher") at the same moment gets this same desktop.
+        with _registry.name_lock(NAME):
             info = self.current()
             if info is not None:
                 return info
@@ -50,7 +56,7 @@ class LauncherDesktop:
                 (1280, 800), "auto", _options.DEFAULT_FRAME_RATE, self.cwd, None, 20.0, NAME, False, self.idle_timeout
             )
             session = Session(options)
-            await asyncio.get_running_loop().run_in_executor(None, session.start)
+            session.start()
             self.session = session
             return self.current()
 
@@ -59,7 +65,13 @@ class LauncherDesktop:
             info = self.current()
             if info is None:
                 return
-            session = self.session if self.session and self.session.id == info.id else AttachedSession(info)
+            if self.session is not None and self.session.id == info.id:
+                session = self.session
+            else:
+                try:
+                    session = AttachedSession(info)  # checks the entry again: never a signal to a stranger
+                except DesktopStopped:
+                    return
             await asyncio.get_running_loop().run_in_executor(None, session.stop)
 
     def why_stopped(self) -> str:
@@ -96,33 +108,33 @@ def _state(info: _registry.DesktopInfo | None, detail: str = "") -> dict:
 
 
 class DesktopPageHandler(_Authorized):
+    """The page; it shows the launcher desktop and starts it by a POST of its own.
+
+    A GET starts nothing: any web site can make the user's browser GET this
+    URL (a link, an image), but only our page has the XSRF token a POST needs.
+    """
+
     @web.authenticated
     async def get(self) -> None:
         try:
-            info = await self.launcher.ensure()
-            error = ""
-        except (DesktopError, OSError) as exc:
+            info, error = self.launcher.current(), ""
+            state = _state(info)
+        except DesktopError as exc:  # e.g. a registry that is not safe to use: the page says why
             info, error = None, str(exc)
+            state = {"id": "", "status": "failed", "ws_path": ""}
         base_url = self.base_url
         hub = os.environ.get("JUPYTERHUB_BASE_URL")
         config = {
             "baseUrl": base_url,
-            "desktop": _state(info),
+            "desktop": state,
             "error": error,
+            "autostart": info is None and not error,
             "labUrl": url_path_join(base_url, "lab"),
             "hubUrl": url_path_join(hub, "hub/home") if hub and os.environ.get("JUPYTERHUB_API_TOKEN") else "",
             "xsrf": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
         }
-        static = url_path_join(base_url, "desktop/static/")
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(
-            _PAGE.format(
-                config=json.dumps(config).replace("</", "<\\/"),
-                css=html.escape(static + "page.css"),
-                widget_css=html.escape(static + "widget.css"),
-                js=html.escape(static + "page.js"),
-            )
-        )
+        self.finish(page_html(config, url_path_join(base_url, "desktop/static/")))
 
 
 class DesktopAPIHandler(_Authorized, APIHandler):
@@ -160,24 +172,6 @@ class StaticHandler(FileFindHandler):
     _static_paths: ClassVar[dict[str, str]] = {}
 
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Desktop</title>
-<link rel="stylesheet" href="{widget_css}">
-<link rel="stylesheet" href="{css}">
-<script id="jupyter-config-data" type="application/json">{config}</script>
-</head>
-<body>
-<div id="dw-page"></div>
-<script type="module" src="{js}"></script>
-</body>
-</html>
-"""
-
-
 def handlers(base_url: str) -> list[tuple]:
     return [
         (url_path_join(base_url, r"desktop/?"), DesktopPageHandler),
@@ -196,7 +190,8 @@ def server_proxy_entry() -> dict:
     """
     return {
         "command": [],
-        "unix_socket": str(_registry.root() / "no-such-socket"),
+        # (Not through _registry.root(): a registry it refuses must not keep the server from starting.)
+        "unix_socket": str(Path(jupyter_runtime_dir()) / "desktop-widget" / "no-such-socket"),
         "raw_socket_proxy": True,
         "launcher_entry": {
             "enabled": True,

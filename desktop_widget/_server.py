@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import JupyterHandler
@@ -20,6 +19,7 @@ from jupyter_server.utils import url_path_join
 from tornado import ioloop, web, websocket
 
 from . import _launcher, _registry
+from ._errors import DesktopError
 from ._session import touch
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         self._pump: asyncio.Task | None = None
         self._keepalive: ioloop.PeriodicCallback | None = None
         self._activity: str | None = None
+        self._socket: str | None = None
+        self._closed = False
 
     async def get(self, desktop_id: str, path: str = "") -> None:
         user = self.current_user
@@ -48,29 +50,41 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
             self.authorizer.is_authorized(self, user, "execute", self.auth_resource)
         ):
             raise web.HTTPError(403, "not authorized to use desktops (needs the right to execute terminals)")
-        socket_path = _registry.socket_for(desktop_id, self.runtime_dir)
-        if socket_path is None:
+        try:
+            self._socket = _registry.socket_for(desktop_id, self.runtime_dir)
+        except DesktopError as exc:  # a registry that is not safe to use: say why, connect to nothing
+            raise web.HTTPError(500, str(exc)) from exc
+        if self._socket is None:
             # The reason phrase tells a view "our route, but not this desktop"
             # apart from a server without the extension (also a 404).
             raise web.HTTPError(404, f"no running desktop {desktop_id!r}", reason="No Such Desktop")
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            # A plain GET: the view probes the route before opening the
-            # WebSocket (whose failures browsers report only as code 1006).
+            # A plain GET: the view probes the route when its WebSocket never
+            # connects (browsers report those failures only as code 1006).
             self.set_status(204)
             self.finish()
             return
-        self._activity = os.path.join(os.path.dirname(socket_path), "activity")
-        try:
-            self._reader, self._writer = await asyncio.open_unix_connection(socket_path, limit=_CHUNK)
-        except OSError as exc:
-            raise web.HTTPError(502, f"desktop {desktop_id} does not answer: {exc}") from exc
+        self._activity = str(_registry.root(self.runtime_dir) / desktop_id / "activity")
+        # tornado checks Origin and the WebSocket version next; the desktop's
+        # socket is opened only once it has accepted the upgrade (``open``), so
+        # a refused request holds nothing.
         await super().get(desktop_id, path)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         # noVNC offers "binary" when asked to; accept it, or none.
         return "binary" if "binary" in subprotocols else None
 
-    def open(self, desktop_id: str, path: str = "") -> None:
+    async def open(self, desktop_id: str, path: str = "") -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(self._socket, limit=_CHUNK)
+        except OSError as exc:
+            log.warning("desktop %s does not answer: %s", desktop_id, exc)
+            self.close(1011, "the desktop does not answer")
+            return
+        if self._closed:  # the browser left while we connected
+            writer.close()
+            return
+        self._reader, self._writer = reader, writer
         super().open(desktop_id, path)  # keep-alive pings
         self.set_nodelay(True)
         # A connected view counts as use of the desktop (its idle timeout).
@@ -104,8 +118,10 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
             await self._writer.drain()
 
     def on_close(self) -> None:
+        self._closed = True
         if self._keepalive is not None:
             self._keepalive.stop()
+            self._keepalive = None
             touch(self._activity)
         if self._pump is not None:
             self._pump.cancel()

@@ -3,12 +3,16 @@
 The kernel starts ``_supervisor.py`` in a session of its own (so a kernel
 interrupt, sent to the kernel's whole process group, does not reach the
 desktop) and keeps the write end of its standard input: when this process
-dies the supervisor sees end-of-file and stops everything.
+dies the supervisor sees end-of-file and stops everything. The protocol
+spoken over those pipes is described in ``_supervisor``'s docstring; this
+module is its only other side (``Session``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
 import json
 import logging
 import os
@@ -22,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _options, _registry, _xauth
+from . import _apps, _options, _registry, _xauth
 from ._errors import DesktopError, DesktopStopped
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,11 @@ class Session:
         self.env: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
         self._events: list[dict] = []
+        #: Replies to commands, by ref; programs launched here, by pid; exits reported before launch() saw the pid.
+        self._replies: dict[int, dict] = {}
+        self._refs = itertools.count(1)
+        self._apps: dict[int, _apps.App] = {}
+        self._early_exits: dict[int, int] = {}
         self._changed = threading.Condition()
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.Lock()
@@ -104,19 +113,20 @@ class Session:
     def _start(self, xvnc: str, session_argv: list[str]) -> None:
         directory = self.directory
         self.xauthority = str(directory / "Xauthority")
-        self.socket = str(directory / "rfb.sock")
+        self.socket = str(_registry.socket_path(self.id))
         self.log_path = str(directory / "desktop.log")
         _xauth.write(self.xauthority)
         base_env = _options.desktop_environ(self.options, self.xauthority)
+        # The configuration goes over the supervisor's stdin and the environment
+        # with Popen(env=): a command line is world-readable (/proc/<pid>/cmdline).
         config = {
             "xvnc": _options.xvnc_command(xvnc, self.options, self.socket, self.xauthority, f"desktop-{self.id}"),
             "session": session_argv,
-            "env": base_env,
             "cwd": self.options.cwd,
             "log": self.log_path,
             "rfb_socket": self.socket,
             "timeout": self.options.timeout,
-            "remove": [str(_registry.entry_path(self.id)), str(directory)],
+            "remove": [str(_registry.entry_path(self.id)), str(directory), self.socket],
             "persistent": self.options.persistent,
             "watch_pid": _server_pid() if self.options.persistent else None,
             "idle_timeout": self.options.idle_timeout,
@@ -125,13 +135,17 @@ class Session:
         log.debug("starting desktop %s: %s", self.id, config["xvnc"])
         with open(self.log_path, "ab") as errors:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", _SUPERVISOR, json.dumps(config)],
+                [sys.executable, "-I", _SUPERVISOR],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 cwd=self.options.cwd,
+                env=base_env,
                 start_new_session=True,
             )
+        with contextlib.suppress(OSError):  # a supervisor that died at once is reported as "eof" below
+            self._proc.stdin.write(json.dumps(config).encode() + b"\n")
+            self._proc.stdin.flush()
         reader = threading.Thread(target=self._read_events, name=f"desktop-{self.id}", daemon=True)
         reader.start()
         deadline = time.monotonic() + self.options.timeout + 5
@@ -160,6 +174,8 @@ class Session:
                 session=self.options.session,
                 has_wm=self.has_wm,
                 name=self.options.name,
+                supervisor_start=_registry.process_identity(self._proc.pid),
+                options=recorded_options(self.options, session_argv),
             )
         )
         self._set_state("running")
@@ -171,12 +187,24 @@ class Session:
                 event = json.loads(raw)
             except ValueError:
                 continue
-            log.debug("desktop %s: %s", self.id, event)
+            log.debug("desktop %s: %s", self.id, {k: v for k, v in event.items() if k != "log"})
+            kind = event.get("event")
             with self._changed:
-                self._events.append(event)
+                if kind == "reply":
+                    self._replies[event.get("ref")] = event
+                elif kind == "app-exited":
+                    app = self._apps.pop(event["pid"], None)
+                    if app is not None:
+                        app._exited(event["code"])
+                    else:
+                        self._early_exits[event["pid"]] = event["code"]
+                else:
+                    self._events.append(event)
                 self._changed.notify_all()
-            kind = event["event"]
-            if kind == "session-exited" and self.state == "running":
+            if kind == "error" and self.state != "starting":
+                # The supervisor failed after the start: it tears the desktop down and says why.
+                self._set_state("failed", event.get("message", "the desktop's supervisor failed"))
+            elif kind == "session-exited" and self.state == "running":
                 self._set_state("session-exited", f"exit status {event.get('code')}")
             elif kind == "session-started" and self.state == "session-exited":
                 self._set_state("running")
@@ -186,6 +214,9 @@ class Session:
                 self._set_state("failed", f"the X server exited with status {event.get('code')}")
         with self._changed:
             self._events.append({"event": "eof"})
+            for app in self._apps.values():
+                app._orphan()
+            self._apps.clear()
             self._changed.notify_all()
         if self.state not in ("failed", "stopped"):
             self._set_state("stopped")
@@ -197,16 +228,57 @@ class Session:
             return ""
 
     def restart_session(self) -> None:
-        """Start the session again after it exited (e.g. the user logged out)."""
-        self._command("restart-session")
+        """Start the session again after it exited (e.g. the user logged out).
 
-    def _command(self, line: str) -> None:
+        If it cannot start, this raises and the desktop stays as it was: the X
+        server and the programs on it keep running (killing them because a
+        logout could not be undone would lose the user's work), and the
+        status stays ``session-exited``.
+        """
+        reply = self._request({"cmd": "restart-session"})
+        if not reply.get("ok"):
+            raise DesktopError(
+                f"the session of desktop {self.id} did not restart: {reply.get('message')} "
+                f"(the desktop itself still runs; stop() it and start a new Desktop() to start over)"
+            )
+
+    def launch(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> _apps.App:
+        """Have the supervisor start a program, so that it ends with the desktop (see ``_apps``)."""
+        reply = self._request({"cmd": "launch", "argv": argv, "env": env, "cwd": cwd, "log": log_path})
+        if not reply.get("ok"):
+            raise DesktopError(f"could not launch {argv[0]!r} on desktop {self.id}: {reply.get('message')}")
+        pid = reply["pid"]
+        app = _apps.App(argv, pid, log_path)
+        with self._changed:
+            if pid in self._early_exits:
+                app._exited(self._early_exits.pop(pid))
+            elif any(e["event"] == "eof" for e in self._events):
+                app._orphan()
+            else:
+                self._apps[pid] = app
+        return app
+
+    def _request(self, command: dict, timeout: float = 30.0) -> dict:
+        """Send a command to the supervisor and wait for its reply."""
         proc = self._proc
+        stopped = DesktopStopped(f"desktop {self.id} is stopped")
         if proc is None or proc.poll() is not None:
-            raise DesktopStopped(f"desktop {self.id} is stopped")
+            raise stopped
         with self._lock:
-            proc.stdin.write(line.encode() + b"\n")
-            proc.stdin.flush()
+            ref = command["ref"] = next(self._refs)
+            try:
+                proc.stdin.write(json.dumps(command).encode() + b"\n")
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                raise stopped from None
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while ref not in self._replies:
+                if any(e["event"] == "eof" for e in self._events):
+                    raise stopped
+                if not self._changed.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise DesktopError(f"desktop {self.id}'s supervisor did not answer within {timeout:g} s")
+            return self._replies.pop(ref)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the whole process tree and remove every file; idempotent."""
@@ -214,7 +286,7 @@ class Session:
         if proc is None:
             return
         with self._lock, contextlib.suppress(OSError, ValueError):
-            proc.stdin.write(b"stop\n")
+            proc.stdin.write(b'{"cmd": "stop"}\n')
             proc.stdin.close()
         try:
             proc.wait(timeout)
@@ -226,14 +298,45 @@ class Session:
         if self.state not in ("failed", "stopped"):
             self._set_state("stopped")
 
-    def _abandon(self) -> None:
-        """Remove what the supervisor may not have (it never ran, or was killed)."""
+    def _abandon(self, timeout: float = 10.0) -> None:
+        """Remove what the supervisor may not have (it never ran, or was killed).
+
+        A supervisor still running is told to stop (end-of-file) and given
+        ``timeout`` to tear down before it is killed.
+        """
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with self._lock, contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         _registry.remove(self.id)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+
+
+def recorded_options(options: _options.Options, session_argv: list[str]) -> dict:
+    """The options a desktop was started with, as its registry entry keeps them.
+
+    The session also as the command it ran (``auto`` and ``xfce`` may be the
+    same desktop); the environment only as a digest: enough to tell a
+    different one, and no values in the file.
+    """
+    env = hashlib.sha256(json.dumps(sorted(options.env.items())).encode()).hexdigest()
+    return {
+        "session": options.session,
+        "session_command": list(session_argv),
+        "opengl": options.opengl,
+        "geometry": list(options.geometry),
+        "frame_rate": options.frame_rate,
+        "cwd": options.cwd,
+        "env_sha256": env,
+        "persistent": options.persistent,
+        "idle_timeout": options.idle_timeout,
+    }
 
 
 class AttachedSession:
@@ -241,10 +344,16 @@ class AttachedSession:
 
     It offers what ``Session`` offers to ``Desktop``; it learns the desktop's
     state from the registry, and asks the owner's supervisor by signal to
-    restart the session or to stop.
+    restart the session or to stop. The entry must pass the registry's checks
+    (``_registry.verified``: the very supervisor that wrote it, our own socket,
+    display and cookie) when attaching and before every signal.
     """
 
     def __init__(self, info: _registry.DesktopInfo) -> None:
+        checked = _registry.verified(info.id)
+        if checked is None or checked.supervisor_start != info.supervisor_start:
+            raise DesktopStopped(f"desktop {info.id} is not running (or its registry entry is not to be trusted)")
+        self._info = checked
         self.id = info.id
         self.display = info.display
         self.directory = _registry.root() / info.id
@@ -254,17 +363,25 @@ class AttachedSession:
         self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
         self.options = _options.Options(geometry=info.geometry, session=info.session)
         self.has_wm = info.has_wm
-        self._supervisor = info.supervisor_pid
+
+    def _current(self) -> _registry.DesktopInfo | None:
+        """The entry, if it is still that of the desktop attached to (same supervisor) and passes the checks."""
+        info = _registry.verified(self.id)
+        return info if info is not None and info.supervisor_start == self._info.supervisor_start else None
 
     @property
     def state(self) -> str:
-        return "running" if _registry.read(self.id) is not None else "stopped"
+        return "running" if self._current() is not None else "stopped"
 
     def on_state(self, callback: Callable[[str, str], None]) -> None:
         """No events reach a process that does not own the desktop; the views notice by themselves."""
 
     def restart_session(self) -> None:
         self._signal(signal.SIGUSR1)
+
+    def launch(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> _apps.App:
+        """No pipe to the owner's supervisor: the program is this process's child (see ``_apps``)."""
+        return _apps.spawn_here(argv, env, cwd, log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the desktop for everyone (its owner sees it stop)."""
@@ -274,7 +391,6 @@ class AttachedSession:
             time.sleep(0.02)
 
     def _signal(self, sig: int) -> None:
-        if _registry.read(self.id) is None:
+        info = self._current()
+        if info is None or not _registry.signal_supervisor(info, sig):
             raise DesktopStopped(f"desktop {self.id} is stopped")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._supervisor, sig)

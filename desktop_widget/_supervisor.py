@@ -1,18 +1,49 @@
 """The process that owns one desktop's process tree.
 
 It runs as a script of its own (standard library only, so it starts in a few
-milliseconds) between the kernel and the desktop:
+milliseconds) between its owner (the kernel, or the Jupyter server for the
+launcher's desktop) and the desktop:
 
 * it is a child subreaper, so daemons that double-fork away from the session
   (dbus-daemon, xfconfd, at-spi, ...) are re-parented to it and can be found and
-  stopped; nothing of the tree escapes;
+  stopped; nothing of the tree escapes. Programs launched on the desktop are
+  started by it too, for the same reason (``desktop_widget._apps``);
 * it watches its standard input: the owner holds the other end of that pipe, so
   when the owner exits, even by SIGKILL, the pipe reaches end-of-file and the
   desktop is torn down at once;
-* it reports to the owner as JSON lines on standard output.
+* it tears the whole tree down however it ends, an error of its own included,
+  and says why.
 
-The owner passes the whole configuration as one JSON argument; see
-``desktop_widget._session`` for the other side of the protocol.
+The owner protocol (the other side is ``desktop_widget._session.Session``)
+--------------------------------------------------------------------------
+Everything secret travels over the owner's private pipes or in the process
+environment (``/proc/<pid>/environ`` is readable by its owner only), never on
+a command line, which every local user can read in ``/proc/<pid>/cmdline``.
+
+* Environment: the supervisor's own environment is the desktop's base
+  environment (the owner passes it with ``Popen(env=...)``).
+* Owner -> supervisor, standard input, one JSON object per line:
+
+  - first line, the configuration: ``xvnc`` (argv), ``session`` (argv or []),
+    ``cwd``, ``log``, ``rfb_socket``, ``timeout``, ``remove`` (paths),
+    ``persistent``, ``watch_pid``, ``idle_timeout``, ``activity`` (a file
+    whose mtime is the last use);
+  - then commands: ``{"cmd": "stop"}``; ``{"cmd": "restart-session", "ref": n}``;
+    ``{"cmd": "launch", "ref": n, "argv": [...], "env": {...}, "cwd": ..., "log": ...}``.
+    A command with a ``ref`` gets exactly one ``reply`` event with that ref;
+  - end-of-file: the owner is gone (a persistent desktop carries on).
+* Supervisor -> owner, standard output, one JSON object per line with an ``event``:
+
+  - ``ready`` (``display``, ``xvnc_pid``, ``banner``), once;
+  - ``reply`` (``ref``, ``ok``, and ``message`` if not ok, ``pid`` if ok);
+  - ``session-started`` (``pid``), ``session-exited`` (``code``),
+    ``app-exited`` (``pid``, ``code``), ``xvnc-exited`` (``code``, ``log``), ``idle``;
+  - ``error`` (``message``, ``log``): the desktop did not start, or the
+    supervisor failed; teardown follows;
+  - ``stopped`` (``reason``: stop, owner-gone, server-gone, idle, xvnc-exited,
+    signal, error), last, after the teardown.
+* Signals, from processes that attached to the desktop (they hold no pipe):
+  SIGTERM or SIGHUP stop it, SIGUSR1 restarts the session.
 """
 
 from __future__ import annotations
@@ -29,19 +60,80 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
+from typing import BinaryIO
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _emit(event: str, **fields: object) -> None:
-    fields["event"] = event
-    try:
-        sys.stdout.write(json.dumps(fields) + "\n")
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        pass  # the owner is gone; teardown proceeds regardless
+class Owner:
+    """The owner's end of the protocol: JSON lines in on ``fd``, JSON events out on ``out``.
+
+    The one place that reads commands and writes events, so that the owner's
+    channel can be replaced (e.g. a new owner on another connection) in one place.
+    """
+
+    def __init__(self, fd: int, out: BinaryIO) -> None:
+        self.fd = fd
+        self.out = out
+        self.closed = False
+        self._buffer = b""
+
+    def emit(self, event: str, **fields: object) -> None:
+        fields["event"] = event
+        try:
+            self.out.write(json.dumps(fields).encode() + b"\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the owner is gone; teardown proceeds regardless
+
+    def read(self) -> list[dict]:
+        """The complete commands readable now (call when ``fd`` is readable); sets ``closed`` at end-of-file."""
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            chunk = None
+        except OSError:
+            chunk = b""
+        if chunk == b"":
+            self.closed = True
+        elif chunk:
+            self._buffer += chunk
+        return self.buffered()
+
+    def buffered(self) -> list[dict]:
+        """The complete commands already read (e.g. sent right after the configuration)."""
+        *lines, self._buffer = self._buffer.split(b"\n")
+        commands = []
+        for line in lines:
+            try:
+                command = json.loads(line)
+            except ValueError:
+                command = None
+            if isinstance(command, dict):
+                commands.append(command)
+            elif line.strip():
+                self.emit("reply", ref=None, ok=False, message=f"not a JSON command: {line[:80]!r}")
+        return commands
+
+    def read_config(self, timeout: float) -> dict:
+        """The first line: the configuration."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise TimeoutError("the owner sent no configuration")
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                raise EOFError("the owner closed the pipe before sending the configuration")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        config = json.loads(line)
+        if not isinstance(config, dict):
+            raise ValueError("the configuration is not a JSON object")
+        return config
 
 
 def _child_setup() -> None:
@@ -149,13 +241,20 @@ def _remove_ice_files(pids: set[int]) -> None:
 
 
 class Supervisor:
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, owner: Owner) -> None:
         self.config = config
+        self.owner = owner
         self.log_path = config["log"]
+        #: The desktop's base environment: ours, as the owner gave it.
+        self.env = dict(os.environ)
         self.xvnc: subprocess.Popen | None = None
         self.session: subprocess.Popen | None = None
+        #: Programs launched on the desktop, by pid (their exits are reported).
+        self.apps: dict[int, subprocess.Popen] = {}
         self.display: int | None = None
+        self.x_socket: tuple[str, int, int] | None = None
         self.stopping = False
+        self.reason = ""
         self.restart_wanted = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -169,22 +268,24 @@ class Supervisor:
         signal.signal(signal.SIGUSR1, self._on_restart)
 
     def _on_terminate(self, *_: object) -> None:
-        self.stopping = True
+        self._stop("signal")
 
     def _on_restart(self, *_: object) -> None:
         self.restart_wanted = True
 
-    def restart_session(self) -> None:
-        if self.session is None or self.session.poll() is not None:
-            self.start_session()
+    def _stop(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.reason = reason
 
-    def _spawn(self, argv: list[str], env: dict[str, str], **kw: object) -> subprocess.Popen:
-        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+    # -- starting ------------------------------------------------------------
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: str, cwd: str, **kw: object) -> subprocess.Popen:
+        log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
         try:
             return subprocess.Popen(
                 argv,
                 env=env,
-                cwd=self.config["cwd"],
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -199,7 +300,7 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         argv = [*self.config["xvnc"], "-displayfd", str(write_fd)]
         try:
-            self.xvnc = self._spawn(argv, self.config["env"], pass_fds=(write_fd,))
+            self.xvnc = self._spawn(argv, self.env, self.log_path, self.config["cwd"], pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
         answer = b""
@@ -218,6 +319,12 @@ class Supervisor:
         finally:
             os.close(read_fd)
         self.display = int(answer.strip())
+        # Xvnc's X socket, to remove after a crash only if it is still the one it made.
+        path = f"/tmp/.X11-unix/X{self.display}"
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if st.st_uid == os.getuid():
+                self.x_socket = (path, st.st_dev, st.st_ino)
 
     def wait_rfb(self, deadline: float) -> str:
         path = self.config["rfb_socket"]
@@ -247,50 +354,100 @@ class Supervisor:
         argv = self.config["session"]
         if not argv:
             return
-        env = dict(self.config["env"])
+        env = dict(self.env)
         env["DISPLAY"] = f":{self.display}"
-        self.session = self._spawn(argv, env)
-        _emit("session-started", pid=self.session.pid)
+        self.session = self._spawn(argv, env, self.log_path, self.config["cwd"])
+        self.owner.emit("session-started", pid=self.session.pid)
 
-    def run(self) -> int:
-        deadline = time.monotonic() + self.config["timeout"]
+    # -- the owner's commands -----------------------------------------------------
+    def restart_session(self) -> dict:
+        """Start the session again if it is not running; the X server and programs stay either way."""
+        if self.session is not None and self.session.returncode is None:
+            return {"ok": True, "pid": self.session.pid}
+        cwd = self.config["cwd"]
+        if not os.path.isdir(cwd):
+            return {"ok": False, "message": f"the desktop's working directory {cwd!r} no longer exists"}
         try:
-            self.start_xvnc(deadline)
-            banner = self.wait_rfb(deadline)
             self.start_session()
-        except Exception as exc:
-            tail = _log_tail(self.log_path)  # before teardown removes the log
-            self.teardown()
-            _emit("error", message=str(exc), log=tail)
-            return 1
-        _emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
-        return self.watch()
+        except OSError as exc:
+            return {"ok": False, "message": f"the session could not start: {exc}"}
+        return {"ok": True, "pid": self.session.pid if self.session else 0}
 
-    def _control(self) -> str:
-        """Handle one command from the owner: "stop", "eof" once the owner is gone, else "ok"."""
+    def launch(self, command: dict) -> dict:
+        """Start a program in our tree: it ends with the desktop however the desktop ends."""
+        argv = command.get("argv") or ["?"]
         try:
-            line = sys.stdin.buffer.readline()
-        except OSError:
-            return "eof"
-        if not line:
-            return "eof"
-        command = line.decode(errors="replace").strip()
-        if command == "stop":
-            return "stop"
-        if command == "restart-session":
-            self.restart_session()
-        return "ok"
+            proc = self._spawn(argv, command["env"], command["log"], command["cwd"])
+        except (OSError, KeyError, TypeError, ValueError, subprocess.SubprocessError) as exc:
+            return {"ok": False, "message": f"{argv[0]!r} could not start: {exc}"}
+        self.apps[proc.pid] = proc
+        return {"ok": True, "pid": proc.pid}
 
-    def watch(self) -> int:
-        stdin = sys.stdin.fileno()
-        watched = [stdin, self.wake_r]
+    def handle(self, command: dict) -> None:
+        cmd, ref = command.get("cmd"), command.get("ref")
+        if cmd == "stop":
+            self._stop("stop")
+            return
+        if cmd == "restart-session":
+            answer = self.restart_session()
+        elif cmd == "launch":
+            answer = self.launch(command)
+        else:
+            answer = {"ok": False, "message": f"unknown command {cmd!r}"}
+        self.owner.emit("reply", ref=ref, **answer)
+
+    # -- running ---------------------------------------------------------------
+    def run(self) -> int:
+        """Start, watch, and tear down whatever happens, reporting why it ended."""
+        try:
+            deadline = time.monotonic() + self.config["timeout"]
+            try:
+                self.start_xvnc(deadline)
+                banner = self.wait_rfb(deadline)
+                self.start_session()
+            except Exception as exc:
+                self.owner.emit("error", message=str(exc), log=_log_tail(self.log_path))
+                self._stop("error")
+                return 1
+            self.owner.emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
+            self.watch()
+            return 0
+        except BaseException as exc:  # an error of our own: the desktop must not be left half alive
+            self.owner.emit(
+                "error",
+                message=f"the desktop's supervisor failed: {type(exc).__name__}: {exc}",
+                log=traceback.format_exc(limit=8),
+            )
+            self._stop("error")
+            return 1
+        finally:
+            self.teardown()
+            self.owner.emit("stopped", reason=self.reason)
+
+    def collect(self) -> None:
+        """Reap exited children and tell the owner about the ones it cares about."""
+        for pid, code in _reap().items():
+            if self.xvnc and pid == self.xvnc.pid:
+                self.xvnc.returncode = code
+                self.owner.emit("xvnc-exited", code=code, log=_log_tail(self.log_path))
+                self._stop("xvnc-exited")
+            elif self.session and pid == self.session.pid:
+                self.session.returncode = code
+                self.owner.emit("session-exited", code=code)
+            elif pid in self.apps:
+                self.apps.pop(pid).returncode = code
+                self.owner.emit("app-exited", pid=pid, code=code)
+
+    def watch(self) -> None:
+        owner = self.owner
+        watched = [owner.fd, self.wake_r]
         server = None
         if self.config.get("watch_pid"):
             try:
                 server = os.pidfd_open(self.config["watch_pid"])
                 watched.append(server)
             except ProcessLookupError:
-                self.stopping = True
+                self._stop("server-gone")
         idle_timeout = self.config.get("idle_timeout") or 0
         started = time.time()
         activity = self.config.get("activity")
@@ -298,67 +455,77 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 open(activity, "ab").close()
         tick = min(5.0, max(0.2, idle_timeout / 4)) if idle_timeout else None
+        commands = owner.buffered()  # sent together with the configuration
         while not self.stopping:
+            for command in commands:
+                self.handle(command)
+            if self.stopping:
+                break
+            commands = []
             ready = []
             with contextlib.suppress(InterruptedError):
                 ready, _, _ = select.select(watched, [], [], tick)
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 512)
-            for pid, code in _reap().items():
-                if self.xvnc and pid == self.xvnc.pid:
-                    self.xvnc.returncode = code
-                    _emit("xvnc-exited", code=code, log=_log_tail(self.log_path))
-                    self.stopping = True
-                elif self.session and pid == self.session.pid:
-                    self.session.returncode = code
-                    _emit("session-exited", code=code)
+            self.collect()
             if self.restart_wanted:
                 self.restart_wanted = False
                 self.restart_session()
             if server is not None and server in ready:
-                break  # the Jupyter server a persistent desktop belongs to is gone
-            if stdin in ready:
-                said = self._control()
-                if said == "stop" or (said == "eof" and not self.config.get("persistent")):
-                    break
-                if said == "eof":
-                    watched.remove(stdin)  # the owner is gone; a persistent desktop is not
+                self._stop("server-gone")  # the Jupyter server a persistent desktop belongs to is gone
+            if owner.fd in ready:
+                commands = owner.read()
+                if owner.closed:
+                    watched.remove(owner.fd)
+                    if not self.config.get("persistent"):
+                        self._stop("owner-gone")
             if idle_timeout and time.time() - max(started, _mtime(activity)) > idle_timeout:
-                _emit("idle")
-                break
-        self.teardown()
-        _emit("stopped")
-        return 0
+                self.owner.emit("idle")
+                self._stop("idle")
 
+    # -- ending ------------------------------------------------------------------
     def teardown(self) -> None:
+        """Stop every process of the tree (whatever is left is killed) and remove every file."""
         me = os.getpid()
-        members = set(_descendants(me))
-        # The session first so that it does not see the X server vanish and
-        # complain; everything else, daemons included, right after.
-        if self.session and self.session.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.session.pid, signal.SIGTERM)
-        _signal_all(_descendants(me), signal.SIGTERM)
-        grace = time.monotonic() + 2.0
-        while time.monotonic() < grace:
-            _reap()
-            if not _descendants(me):
-                break
-            time.sleep(0.01)
-        # Whatever is left (or was born meanwhile) is killed outright.
-        for _ in range(50):
-            left = _descendants(me)
-            if not left:
-                break
-            _signal_all(left, signal.SIGKILL)
-            time.sleep(0.01)
-            _reap()
-        self.cleanup_files(members)
+        members: set[int] = set()
+        try:
+            members = set(_descendants(me))
+            # The session first so that it does not see the X server vanish and
+            # complain; everything else, daemons and programs included, right after.
+            if self.session and self.session.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.session.pid, signal.SIGTERM)
+            _signal_all(_descendants(me), signal.SIGTERM)
+            grace = time.monotonic() + 2.0
+            while time.monotonic() < grace:
+                self._reap_quietly()
+                if not _descendants(me):
+                    break
+                time.sleep(0.01)
+        finally:
+            # Whatever is left (or was born meanwhile) is killed outright.
+            for _ in range(50):
+                left = _descendants(me)
+                if not left:
+                    break
+                members.update(left)
+                _signal_all(left, signal.SIGKILL)
+                time.sleep(0.01)
+                self._reap_quietly()
+            self.cleanup_files(members)
+
+    def _reap_quietly(self) -> None:
+        """Reap during teardown: only programs' exits are news to the owner."""
+        for pid, code in _reap().items():
+            if pid in self.apps:
+                self.apps.pop(pid).returncode = code
+                self.owner.emit("app-exited", pid=pid, code=code)
 
     def cleanup_files(self, members: set[int]) -> None:
-        _remove_ice_files(members)
-        # Xvnc removes its lock and socket on SIGTERM but not when it was killed.
+        with contextlib.suppress(OSError):
+            _remove_ice_files(members)
+        # Xvnc removes its socket (and lock, if it made one) on SIGTERM, not when killed.
         if self.display is not None and self.xvnc is not None:
             lock = f"/tmp/.X{self.display}-lock"
             try:
@@ -369,23 +536,49 @@ class Supervisor:
             if owner == self.xvnc.pid:
                 with contextlib.suppress(OSError):
                     os.unlink(lock)
-                with contextlib.suppress(OSError):
-                    os.unlink(f"/tmp/.X11-unix/X{self.display}")
+            if self.x_socket is not None:
+                _remove_dead_socket(*self.x_socket)
         for path in self.config.get("remove", []):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     os.unlink(path)
 
 
+def _remove_dead_socket(path: str, dev: int, ino: int) -> None:
+    """Remove the unix socket at ``path`` if it is still the file we saw and nobody listens on it."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) != (dev, ino):
+        return  # another X server took the display since
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except ConnectionRefusedError:
+            pass
+        except OSError:
+            return
+        else:
+            return  # someone listens: not ours to remove
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def main() -> int:
-    config = json.loads(sys.argv[1])
+    owner = Owner(sys.stdin.fileno(), sys.stdout.buffer)
+    try:
+        config = owner.read_config(timeout=60)
+    except (OSError, ValueError, EOFError) as exc:
+        owner.emit("error", message=f"no configuration: {exc}", log="")
+        return 1
     if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
-        _emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")
+        owner.emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")
         return 1
-    return Supervisor(config).run()
+    return Supervisor(config, owner).run()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ import traitlets
 
 from . import _registry
 from ._comm import CommTunnel
+from ._errors import DesktopError
+
+log = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).with_name("static")
 _BUNDLE = _STATIC / "widget.js"
@@ -54,6 +58,11 @@ class DesktopView(anywidget.AnyWidget):
     #: the page is a Jupyter server page whose route answers for this desktop,
     #: else the comm.
     transport = traitlets.Enum(("auto", "server", "comm"), default_value="auto").tag(sync=True)
+    #: The desktop's last frame (encoded image; binary in saved widget state), its MIME type and
+    #: when it was taken (seconds since the epoch): shown where the live desktop cannot be (_snapshot).
+    _last_frame = traitlets.Bytes(b"").tag(sync=True)
+    _last_frame_mime = traitlets.Unicode("image/jpeg").tag(sync=True)
+    _last_frame_time = traitlets.Float(0.0).tag(sync=True)
 
     def __init__(self, **kwargs: object) -> None:
         unknown = set(kwargs) - set(self.class_trait_names())
@@ -69,7 +78,11 @@ class DesktopView(anywidget.AnyWidget):
     def _socket_path(self) -> str | None:
         if self.status not in ("running", "session-exited"):
             return None
-        return _registry.socket_for(self._desktop_id)
+        try:
+            return _registry.socket_for(self._desktop_id)
+        except DesktopError as exc:  # a registry not safe to use: connect to nothing
+            log.warning("desktop %s: %s", self._desktop_id, exc)
+            return None
 
     def _on_message(self, _widget: Any, content: Any, buffers: list) -> None:
         self._tunnel.handle(content, buffers)

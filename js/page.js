@@ -3,6 +3,10 @@
  * The full-page desktop behind the JupyterLab launcher tile: the widget's own
  * view module, driven by a small stand-in for the widget model whose state
  * comes from the server (`desktop/api/...`) instead of a kernel.
+ *
+ * With `config.standalone` it is the page of `Desktop.serve()` instead: no
+ * Jupyter server behind it, so no Start/Stop, no links and no state polling;
+ * the desktop's scaling and view-only setting come from the config.
  */
 import view from "./widget.js";
 
@@ -51,7 +55,16 @@ async function api(action) {
 		credentials: "same-origin",
 		headers: { "X-XSRFToken": config.xsrf },
 	});
-	if (!response.ok) throw new Error(`${action}: ${response.status} ${await response.text()}`);
+	if (!response.ok) {
+		let text = await response.text();
+		let message = text;
+		try {
+			message = JSON.parse(text).message ?? text;
+		} catch {
+			// not JSON (a proxy's error page): show it as it is
+		}
+		throw new Error(`${action}: ${message} (${response.status})`);
+	}
 	return response.json();
 }
 
@@ -70,13 +83,16 @@ function element(tag, attributes = {}, text = "") {
 function main() {
 	let page = /** @type {HTMLElement} */ (document.getElementById("dw-page"));
 	let desktop = config.desktop ?? { id: "", status: "stopped", ws_path: "" };
+	// Opening the page starts the desktop, by a POST with the XSRF token (a GET
+	// from any other site could otherwise start one).
+	if (config.autostart) desktop = { ...desktop, status: "starting" };
 	let model = page_model({
 		_desktop_id: desktop.id,
 		_ws_path: desktop.ws_path,
 		status: desktop.status,
 		status_detail: config.error ?? "",
-		view_only: false,
-		scale: false,
+		view_only: Boolean(config.viewOnly),
+		scale: Boolean(config.scale),
 		height: "100%",
 		quality: 6,
 		compression: 2,
@@ -85,6 +101,7 @@ function main() {
 	});
 
 	let bar = element("header", { class: "dw-bar" });
+	let standalone = Boolean(config.standalone);
 	let title = element("span", { class: "dw-title" }, "Desktop");
 	let state = element("span", { class: "dw-state", role: "status" });
 	let clipboard = /** @type {HTMLTextAreaElement} */ (
@@ -94,18 +111,20 @@ function main() {
 	let full = element("button", { type: "button", title: "Full screen" }, "Full screen");
 	let power = element("button", { type: "button", class: "dw-power" }, "Stop");
 	let links = element("nav", { class: "dw-links" });
-	links.append(element("a", { href: config.labUrl }, "JupyterLab"));
+	if (config.labUrl) links.append(element("a", { href: config.labUrl }, "JupyterLab"));
 	if (config.hubUrl) links.append(element("a", { href: config.hubUrl }, "Hub Control Panel"));
-	bar.append(title, state, clipboard, cad, full, power, links);
+	bar.append(title, state, clipboard, cad, full);
+	if (!standalone) bar.append(power, links);
 	let screen = element("main", { class: "dw-page-screen" });
 	page.append(bar, screen);
 
 	let render_state = () => {
 		let running = model.get("status") === "running";
 		let detail = model.get("status_detail");
-		state.textContent = running
-			? `running on ${desktop.display ?? "?"}`
-			: `${model.get("status")}${detail ? ` (${detail})` : ""}`;
+		// A long reason (an error) is shown by the view, in the middle; the bar keeps it short.
+		let reason = detail && detail.length <= 40 ? ` (${detail})` : "";
+		state.textContent = running ? `running on ${desktop.display ?? "?"}` : `${model.get("status")}${reason}`;
+		state.title = detail ?? "";
 		state.dataset.kind = model.get("status");
 		power.textContent = running ? "Stop" : "Start";
 		cad.toggleAttribute("disabled", !running);
@@ -130,29 +149,39 @@ function main() {
 		model.set("status", next.status);
 		render_state();
 	};
-	power.addEventListener("click", async () => {
+	let busy = false;
+	/** @param {"start" | "stop"} action */
+	let act = async (action) => {
+		busy = true;
 		power.setAttribute("disabled", "");
 		try {
-			adopt(await api(model.get("status") === "running" ? "stop" : "start"));
+			adopt(await api(action));
 		} catch (error) {
-			state.textContent = String(error);
+			adopt({ id: "", status: "failed", ws_path: "", detail: String(error) });
 		} finally {
+			busy = false;
 			power.removeAttribute("disabled");
 		}
-	});
+	};
+	power.addEventListener("click", () => act(model.get("status") === "running" ? "stop" : "start"));
 	// Notice a stop (or a new desktop) made elsewhere, e.g. from a kernel.
-	setInterval(async () => {
-		try {
-			let next = await api("state");
-			let changed = next.id !== model.get("_desktop_id") || next.status !== model.get("status");
-			if (changed || (next.detail ?? "") !== model.get("status_detail")) adopt(next);
-		} catch {
-			// the server is restarting; the view shows its own reconnecting status
-		}
-	}, 3000);
+	// (A standalone page's server ends with its desktop; the view notices that.)
+	if (!standalone) {
+		setInterval(async () => {
+			if (busy) return; // the answer to the start or stop says what it is
+			try {
+				let next = await api("state");
+				let changed = next.id !== model.get("_desktop_id") || next.status !== model.get("status");
+				if (changed || (next.detail ?? "") !== model.get("status_detail")) adopt(next);
+			} catch {
+				// the server is restarting; the view shows its own reconnecting status
+			}
+		}, 3000);
+	}
 
 	render_state();
 	view.render({ model, el: screen });
+	if (config.autostart) act("start");
 }
 
 main();

@@ -11,6 +11,7 @@
  */
 import RFB from "@novnc/novnc";
 import { CommChannel } from "./comm_channel.js";
+import { last_frame_layer } from "./last_frame.js";
 
 /**
  * @typedef {object} Model
@@ -171,6 +172,7 @@ function render({ model, el }) {
 	status.setAttribute("role", "status");
 	root.append(screen, status);
 	el.append(root);
+	let frame = last_frame_layer(model, root, signal);
 
 	/** @type {any} */
 	let rfb = null;
@@ -190,6 +192,8 @@ function render({ model, el }) {
 		status.textContent = text;
 		status.dataset.kind = kind;
 		root.dataset.state = kind;
+		// A view still connected after the session ended shows the live (empty) screen.
+		frame(kind === "session-exited" && rfb ? "connected" : kind, text);
 	}
 
 	/** @param {"server" | "comm"} how */

@@ -24,6 +24,7 @@ def info(tmp_path, desktop_id="0123456789ab", pid=None):
         geometry=(800, 600),
         started=time.time(),
         session="wm",
+        supervisor_start=_registry.process_identity(pid or os.getpid()),
     )
 
 
@@ -38,8 +39,8 @@ def test_write_read_list(tmp_path):
 
 def test_stale_entry_is_removed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     entry = info(tmp_path, pid=dead.pid)
+    dead.wait()
     _registry.private_dir(entry.id, tmp_path)
     path = _registry.write(entry, tmp_path)
     assert _registry.list_entries(tmp_path) == []
@@ -79,15 +80,32 @@ def test_socket_must_be_ours_and_inside(tmp_path):
         assert _registry.socket_for(entry.id, tmp_path) is None
 
 
-def test_socket_path_too_long(tmp_path):
-    deep = tmp_path / ("d" * 100)
-    with pytest.raises(OSError, match="JUPYTER_RUNTIME_DIR"):
-        _registry.private_dir("0123456789ab", deep)
-
-
 def test_xauth_entries_parse():
     data = _xauth.entries(b"\x01" * 16, "host")
     # family, address, number, name, cookie: twice (local + wildcard)
     assert data.count(b"MIT-MAGIC-COOKIE-1") == 2
     assert data[:2] == b"\x01\x00"
     assert b"host" in data
+
+
+def test_entry_is_alive_only_while_its_very_supervisor_runs(tmp_path):
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        entry = info(tmp_path, pid=sleeper.pid)
+        _registry.private_dir(entry.id, tmp_path)
+        _registry.write(entry, tmp_path)
+        assert _registry.read(entry.id, tmp_path) == entry
+        # The same pid, another process (start time): stale, and removed.
+        other = dict(json.loads(entry.to_json()), supervisor_start=entry.supervisor_start.split("/")[0] + "/1")
+        _registry.entry_path(entry.id, tmp_path).write_text(json.dumps(other))
+        assert _registry.read(entry.id, tmp_path) is None
+        assert not _registry.entry_path(entry.id, tmp_path).exists()
+        # No start time at all (not written by this version): ignored, but not ours to delete.
+        _registry.private_dir(entry.id, tmp_path)
+        bare = dict(json.loads(entry.to_json()), supervisor_start="")
+        _registry.entry_path(entry.id, tmp_path).write_text(json.dumps(bare))
+        assert _registry.read(entry.id, tmp_path) is None
+        assert _registry.entry_path(entry.id, tmp_path).exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
