@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_widget import Desktop
+from desktop_widget import Desktop, _clicks
 from tests._cells import PINK, near
 from tests._procs import alive, tree, wait_gone
 from tests.test_control import Probe
@@ -91,7 +91,8 @@ def test_mp4_shows_as_an_embedded_video(d, tmp_path):
     assert "controls" in html
 
 
-def test_show_clicks_rings_each_click_and_lets_it_through(d, tmp_path):
+def test_show_clicks_rings_each_click_and_lets_it_through(d, tmp_path, monkeypatch):
+    monkeypatch.setattr(_clicks, "SHOW_FOR", 3.0)  # long enough to be seen on a loaded machine
     p = Probe(d, tmp_path)
     try:
         bx, by = p.ready["button"]
@@ -102,9 +103,10 @@ def test_show_clicks_rings_each_click_and_lets_it_through(d, tmp_path):
             deadline = time.monotonic() + 5
             while not near(d.pixel(bx + 17, by), (0xFF, 0xB3, 0x00)):
                 assert time.monotonic() < deadline, "no click ring on screen"
-            d.click(bx, by)  # through the ring: the pointer passes through it
+            # On the ring's band (still on the button): the pointer passes through the ring.
+            d.click(bx + 17, by)
             p.wait("button", count=2)
-            d.click(bx, by)
+            d.click(bx + 17, by)
             p.wait("button", count=3)
             d.wait_until_stable(duration=0.6, timeout=10)
             assert not near(d.pixel(bx + 17, by), (0xFF, 0xB3, 0x00)), "the ring did not go away"
@@ -158,7 +160,7 @@ def test_interpreter_exit_finishes_the_recording(tmp_path):
     out = tmp_path / "exit.mp4"
     script = textwrap.dedent(f"""
         import os, time
-        from desktop_widget import Desktop
+        from desktop_widget import Desktop, _clicks
         d = Desktop(session="none", geometry=(320, 240))
         rec = d.record({str(out)!r})
         print("ENCODER", rec._proc.pid, flush=True)
