@@ -132,7 +132,8 @@ class Desktop:
         # Get-or-create, as one step for every process of this user (two kernels
         # asking at once get one desktop).
         asked = {
-            "session": session != "auto",
+            "session_command": session != "auto",
+            "opengl": not opengl,
             "geometry": asked_geometry is not None,
             "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
             "cwd": cwd is not None,
@@ -146,7 +147,10 @@ class Desktop:
                 self._start(options, view)
                 return
             # The desktop of that name is already running somewhere.
-            _check_same_options(existing, recorded_options(options), [k for k, v in asked.items() if v])
+            wanted = recorded_options(
+                options, _options.session_command(options.session) if asked["session_command"] else []
+            )
+            _check_same_options(existing, wanted, [k for k, v in asked.items() if v])
             attached = AttachedSession(existing)
         view.scale = True
         self._adopt(attached, view, owned=False)
@@ -228,10 +232,11 @@ class Desktop:
         """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice.
 
         On an attached desktop this stops it for its owner too. Its last frame
-        is taken first and stays with the view (see :meth:`snapshot`).
+        is taken first (if the screen changed since the last one) and stays
+        with the view (see :meth:`snapshot`).
         """
         if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
-            self._resources.frames.refresh()
+            self._resources.frames.refresh_if_changed()
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()
@@ -634,16 +639,21 @@ def _check_same_options(info: _registry.DesktopInfo, wanted: dict, asked: list[s
     """
     have = info.options
     differ = [k for k in asked if k in have and have[k] != wanted[k]]
-    if differ:
-        shown = {"env_sha256": "env"}
-        details = ", ".join(
-            f"{shown.get(k, k)}" + ("" if k == "env_sha256" else f"={have[k]!r} (asked: {wanted[k]!r})") for k in differ
-        )
-        raise DesktopError(
-            f"desktop {info.name!r} is already running with other options: {details}; "
-            f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
-            "or stop it first to start it again with yours"
-        )
+    if not differ:
+        return
+    # Shown as the caller wrote them: the session by name, the environment not at all.
+    shown = {"session_command": "session", "env_sha256": "env"}
+    details = ", ".join(
+        "env"
+        if k == "env_sha256"
+        else f"{shown.get(k, k)}={have[shown.get(k, k)]!r} (asked: {wanted[shown.get(k, k)]!r})"
+        for k in differ
+    )
+    raise DesktopError(
+        f"desktop {info.name!r} is already running with other options: {details}; "
+        f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
+        "or stop it first to start it again with yours"
+    )
 
 
 def _remember_view_size(change: dict) -> None:

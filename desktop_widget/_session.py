@@ -175,7 +175,7 @@ class Session:
                 has_wm=self.has_wm,
                 name=self.options.name,
                 supervisor_start=_registry.process_identity(self._proc.pid),
-                options=recorded_options(self.options),
+                options=recorded_options(self.options, session_argv),
             )
         )
         self._set_state("running")
@@ -318,15 +318,18 @@ class Session:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def recorded_options(options: _options.Options) -> dict:
+def recorded_options(options: _options.Options, session_argv: list[str]) -> dict:
     """The options a desktop was started with, as its registry entry keeps them.
 
-    The environment only as a digest: enough to tell a different one, and no
-    values in the file.
+    The session also as the command it ran (``auto`` and ``xfce`` may be the
+    same desktop); the environment only as a digest: enough to tell a
+    different one, and no values in the file.
     """
     env = hashlib.sha256(json.dumps(sorted(options.env.items())).encode()).hexdigest()
     return {
         "session": options.session,
+        "session_command": list(session_argv),
+        "opengl": options.opengl,
         "geometry": list(options.geometry),
         "frame_rate": options.frame_rate,
         "cwd": options.cwd,

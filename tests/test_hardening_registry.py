@@ -231,7 +231,16 @@ def test_conflicting_options_for_a_running_name_are_refused():
             Desktop(name="conf", env={"LANG": "C.UTF-8"})
         with pytest.raises(DesktopError, match="persistent"):
             Desktop(name="conf", persistent=True)
+        with pytest.raises(DesktopError, match="opengl"):
+            Desktop(name="conf", opengl=False)
         assert first.status == "running"
+    # "auto" and the kind it chose are the same desktop; another kind is not.
+    with Desktop(name="conf", geometry=(320, 240)) as auto:
+        chosen = _registry.read(auto.id).options["session_command"]
+        kind = "xfce" if any("xfce4-session" in a for a in chosen) else "wm"
+        assert Desktop(name="conf", session=kind).id == auto.id
+        with pytest.raises(DesktopError, match=r"session='auto' \(asked: 'none'\)"):
+            Desktop(name="conf", session="none")
 
 
 # -- a deep runtime directory ----------------------------------------------------------------------
