@@ -31,6 +31,8 @@ Box = tuple[int, int, int, int]
 CANDIDATES = 5
 #: A watched region is read again at most this often while it is being drawn on.
 REGRAB_S = 0.03
+#: wait_for_image searches again at most this often while the screen keeps changing.
+RETRY_S = 0.1
 
 
 def _require_cv2() -> Any:
@@ -212,6 +214,7 @@ def wait_for_image(
         reader = connect()
         try:
             while True:
+                tried = time.monotonic()
                 box = find(reader, image, region, confidence)
                 if box is not None:
                     return box
@@ -221,5 +224,7 @@ def wait_for_image(
                         f"the {image.size[0]}x{image.size[1]} image did not show within {timeout:g} s "
                         f"(confidence {confidence:g}; lower it for scaled or anti-aliased content)"
                     )
+                # On a screen that never rests (a video, a spinner) search at most every RETRY_S, not flat out.
+                time.sleep(max(0.0, min(tried + RETRY_S, deadline) - time.monotonic()))
         finally:
             reader.close()

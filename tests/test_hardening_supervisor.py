@@ -278,10 +278,11 @@ def test_x_socket_is_removed_after_xvnc_is_killed():
     ours = x_socket.lstat().st_ino
     xvnc = next(p for p in tree(sup) if comm(p) == "Xvnc")
     os.kill(xvnc, signal.SIGKILL)
-    wait_for(lambda: d.status == "failed", what="failed")
+    wait_for(lambda: d.status != "running", what="the crash to be seen")
+    assert d.status == "failed", (d.status, d._session.detail)
     assert wait_gone({sup}) == set()
     # Gone, or another test's X server has taken the number since.
-    assert not x_socket.exists() or x_socket.lstat().st_ino != ours
+    assert not x_socket.exists() or x_socket.lstat().st_ino != ours, (ours, x_socket.lstat(), d._session._events)
     d.stop()
 
 
