@@ -57,6 +57,12 @@ def test_mp4_is_h264_yuv420p_with_the_expected_length(d, tmp_path):
     out = tmp_path / "demo.mp4"
     with d.record(out) as rec:
         assert rec.running
+        # The cookie reaches the encoder in its environment, never on its command line.
+        cmdline = Path(f"/proc/{rec._proc.pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{rec._proc.pid}/environ").read_bytes().split(b"\0")
+        assert f"XAUTHORITY={d.env['XAUTHORITY']}".encode() in environ
+        assert not any(b"uthority" in arg for arg in cmdline)
+        assert Path(d.env["XAUTHORITY"]).read_bytes()[-16:] not in b"".join(cmdline)
         started = time.monotonic()
         busy(d, 2.0)
         elapsed = time.monotonic() - started
