@@ -135,7 +135,9 @@ class Desktop:
     the interpreter exits, and within moments if the process is killed.
 
     Display it (last expression of a cell, or ``display(d)``) for a live view;
-    every view connects through the Jupyter server, never a network port.
+    every view connects through the Jupyter server's route or, where there is
+    none, through the widget's comm and this kernel (``transport``), never a
+    network port.
     Everything else (keys, pointer, windows, screenshots) acts on the X server
     directly from Python: it works with no view open and while a cell runs.
     """
@@ -145,6 +147,7 @@ class Desktop:
     height = _ViewTrait()
     quality = _ViewTrait()
     compression = _ViewTrait()
+    transport = _ViewTrait()
 
     def __init__(
         self,
@@ -156,6 +159,7 @@ class Desktop:
         height: str = "600px",
         quality: int = 6,
         compression: int = 2,
+        transport: str = "auto",
         frame_rate: int = DEFAULT_FRAME_RATE,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
@@ -175,7 +179,14 @@ class Desktop:
             geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
         )
         # Built before anything starts so that bad view arguments fail early.
-        view = DesktopView(view_only=view_only, scale=scale, height=height, quality=quality, compression=compression)
+        view = DesktopView(
+            view_only=view_only,
+            scale=scale,
+            height=height,
+            quality=quality,
+            compression=compression,
+            transport=transport,
+        )
         if not options.name:
             self._start(options, view)
             return
@@ -211,7 +222,15 @@ class Desktop:
         self._adopt(session, view, owned=True)
 
     @classmethod
-    def attach(cls, id_or_name: str, *, view_only: bool = False, scale: bool = True, height: str = "600px") -> Desktop:
+    def attach(
+        cls,
+        id_or_name: str,
+        *,
+        view_only: bool = False,
+        scale: bool = True,
+        height: str = "600px",
+        transport: str = "auto",
+    ) -> Desktop:
         """Show and script a desktop that another kernel (or the launcher) started.
 
         The desktop stays its owner's: it does not stop when this object goes,
@@ -222,7 +241,7 @@ class Desktop:
         if info is None:
             running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
             raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
-        view = DesktopView(view_only=view_only, scale=scale, height=height)
+        view = DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
         desktop = cls.__new__(cls)
         desktop._adopt(AttachedSession(info), view, owned=False)
         return desktop
@@ -286,7 +305,7 @@ class Desktop:
         with the view (see :meth:`snapshot`).
         """
         if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
-            self._resources.frames.refresh_if_changed()
+            self._resources.frames.refresh_if_changed(skip_blank=False)
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()

@@ -17,6 +17,7 @@ let config = JSON.parse(document.getElementById("jupyter-config-data")?.textCont
 /**
  * Enough of an anywidget model for the view: get/set/on/off/save_changes and custom messages.
  * @param {Record<string, any>} state
+ * @returns {import("./widget.js").Model & { deliver: (message: any) => void }}
  */
 function page_model(state) {
 	/** @type {Map<string, Set<(...args: any[]) => void>>} */
@@ -32,6 +33,10 @@ function page_model(state) {
 			emit(`change:${name}`);
 		},
 		save_changes() {},
+		send() {
+			// No kernel behind this page: its view uses the server's route only (transport "server").
+			throw new Error("the desktop page has no kernel to send to");
+		},
 		on(/** @type {string} */ event, /** @type {(...args: any[]) => void} */ callback) {
 			if (!listeners.has(event)) listeners.set(event, new Set());
 			listeners.get(event)?.add(callback);
@@ -55,7 +60,16 @@ async function api(action) {
 		credentials: "same-origin",
 		headers: { "X-XSRFToken": config.xsrf },
 	});
-	if (!response.ok) throw new Error(`${action}: ${response.status} ${await response.text()}`);
+	if (!response.ok) {
+		let text = await response.text();
+		let message = text;
+		try {
+			message = JSON.parse(text).message ?? text;
+		} catch {
+			// not JSON (a proxy's error page): show it as it is
+		}
+		throw new Error(`${action}: ${message} (${response.status})`);
+	}
 	return response.json();
 }
 
@@ -89,6 +103,7 @@ function main() {
 		compression: 2,
 		clipboard: "",
 		_view_size: [],
+		transport: "server",
 	});
 
 	let bar = element("header", { class: "dw-bar" });
@@ -112,9 +127,10 @@ function main() {
 	let render_state = () => {
 		let running = model.get("status") === "running";
 		let detail = model.get("status_detail");
-		state.textContent = running
-			? `running on ${desktop.display ?? "?"}`
-			: `${model.get("status")}${detail ? ` (${detail})` : ""}`;
+		// A long reason (an error) is shown by the view, in the middle; the bar keeps it short.
+		let reason = detail && detail.length <= 40 ? ` (${detail})` : "";
+		state.textContent = running ? `running on ${desktop.display ?? "?"}` : `${model.get("status")}${reason}`;
+		state.title = detail ?? "";
 		state.dataset.kind = model.get("status");
 		power.textContent = running ? "Stop" : "Start";
 		cad.toggleAttribute("disabled", !running);
