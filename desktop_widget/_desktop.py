@@ -312,7 +312,12 @@ class Desktop:
             self.view._set_status("stopped")
 
     def restart(self) -> None:
-        """Start the session again after it ended (e.g. after logging out of XFCE)."""
+        """Start the session again after it ended (e.g. after logging out of XFCE).
+
+        If it cannot start (say, the desktop's ``cwd`` was deleted), this raises
+        ``DesktopError`` saying why, and the desktop stays as it was: the X
+        server and the programs on it keep running.
+        """
         self._require_running()
         self._session.restart_session()
 
