@@ -305,7 +305,7 @@ class Desktop:
         with the view (see :meth:`snapshot`).
         """
         if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
-            self._resources.frames.refresh_if_changed()
+            self._resources.frames.refresh_if_changed(skip_blank=False)
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()

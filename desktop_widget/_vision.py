@@ -31,6 +31,8 @@ Box = tuple[int, int, int, int]
 CANDIDATES = 5
 #: A watched region is read again at most this often while it is being drawn on.
 REGRAB_S = 0.03
+#: wait_for_image searches again at most this often while the screen keeps changing.
+RETRY_S = 0.1
 
 
 def _require_cv2() -> Any:
@@ -84,9 +86,10 @@ def changes(connect: Callable[[], Display]) -> Iterator[Callable[[float], bool]]
                 for _ in range(conn.pending_events()):  # reads what has arrived, without blocking
                     seen = conn.next_event().type == code or seen
                 if seen:
-                    # Re-arm: the next drawing reports again.
+                    # Re-arm: the next drawing reports again. A round trip, so that the caller's
+                    # next read (on another connection) comes after it: drawing between the two is seen.
                     conn.damage_subtract(handle, X.NONE, X.NONE)
-                    conn.flush()
+                    conn.sync()
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -211,6 +214,7 @@ def wait_for_image(
         reader = connect()
         try:
             while True:
+                tried = time.monotonic()
                 box = find(reader, image, region, confidence)
                 if box is not None:
                     return box
@@ -220,5 +224,7 @@ def wait_for_image(
                         f"the {image.size[0]}x{image.size[1]} image did not show within {timeout:g} s "
                         f"(confidence {confidence:g}; lower it for scaled or anti-aliased content)"
                     )
+                # On a screen that never rests (a video, a spinner) search at most every RETRY_S, not flat out.
+                time.sleep(max(0.0, min(tried + RETRY_S, deadline) - time.monotonic()))
         finally:
             reader.close()

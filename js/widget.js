@@ -11,7 +11,7 @@
  */
 import RFB from "@novnc/novnc";
 import { CommChannel } from "./comm_channel.js";
-import { last_frame_layer } from "./last_frame.js";
+import { last_frame_layer, saved_page } from "./last_frame.js";
 
 /**
  * @typedef {object} Model
@@ -349,6 +349,11 @@ function render({ model, el }) {
 		let state = model.get("status");
 		if (state !== "running") {
 			show(describe_state(state, model.get("status_detail")), state);
+			return;
+		}
+		if (saved_page()) {
+			// No kernel behind a saved copy, ever: no connection to try.
+			show("A saved copy of the notebook: the desktop is not live here.", "saved");
 			return;
 		}
 		if (choose_transport() === "comm") connect_comm();
