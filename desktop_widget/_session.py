@@ -36,6 +36,12 @@ _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
 #: States a session goes through; ``session-exited`` means the X server still
 #: runs but the session (XFCE, the window manager) has ended, e.g. by logout.
 STATES = ("starting", "running", "session-exited", "stopped", "failed")
+#: What the supervisor's reasons for stopping mean to a user (``Session.detail``); others say nothing new.
+_STOP_REASONS = {
+    "signal": "stopped by another process (SIGTERM)",
+    "server-gone": "the Jupyter server it belonged to exited",
+    "idle": "idle",
+}
 
 
 def _server_pid() -> int:
@@ -212,6 +218,8 @@ class Session:
                 self._set_state("stopped", "idle")
             elif kind == "xvnc-exited":
                 self._set_state("failed", f"the X server exited with status {event.get('code')}")
+            elif kind == "stopped" and self.state not in ("failed", "stopped"):
+                self._set_state("stopped", _STOP_REASONS.get(event.get("reason", ""), ""))
         with self._changed:
             self._events.append({"event": "eof"})
             for app in self._apps.values():

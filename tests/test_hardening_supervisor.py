@@ -353,3 +353,12 @@ def test_programs_launched_on_an_attached_desktop_end_with_the_attacher_or_the_d
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_the_owner_is_told_why_its_desktop_stopped():
+    d = Desktop(session="none", geometry=(320, 240))
+    Desktop.attach(d.id).stop()  # as another kernel may
+    wait_for(lambda: d.status == "stopped", what="stopped")
+    assert d._session.detail == "stopped by another process (SIGTERM)"
+    assert d.view.status_detail == d._session.detail
+    d.stop()
