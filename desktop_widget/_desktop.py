@@ -417,6 +417,7 @@ class Desktop:
         """Type any Unicode text, whatever the desktop's keyboard layout; newlines and tabs as keys."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str; got {type(text).__name__}")
+        delay = _options.check_seconds("delay", delay, most=60)
         with self._x() as conn:
             self._keyboard(conn).type(text, delay=delay)
             conn.sync()
@@ -441,7 +442,7 @@ class Desktop:
     def click(self, x: int | None = None, y: int | None = None, button: str | int = "left", count: int = 1) -> None:
         """Click at ``(x, y)``, or where the pointer is; ``count=2`` double-clicks."""
         number = _pointer.button_number(button)
-        if not isinstance(count, int) or count < 1:
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"count must be a positive int; got {count!r}")
         with self._x() as conn:
             _pointer.move(conn, *self._point(conn, x, y))
@@ -468,12 +469,13 @@ class Desktop:
         and drag-and-drop code often waits for several of them.
         """
         number = _pointer.button_number(button)
-        if not isinstance(steps, int) or steps < 1:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive int; got {steps!r}")
+        duration = _options.check_seconds("duration", duration, most=3600)
         with self._x() as conn:
             size = _screen.size(conn)
-            x0, y0 = _pointer.check_point(*start, size)
-            x1, y1 = _pointer.check_point(*end, size)
+            x0, y0 = _pointer.check_pair("start", start, size)
+            x1, y1 = _pointer.check_pair("end", end, size)
             _pointer.move(conn, x0, y0)
             _pointer.press(conn, number)
             try:
@@ -551,6 +553,8 @@ class Desktop:
         timeout: float = 10.0,
     ) -> Window:
         """The first window that matches (substrings are case-insensitive; patterns are searched)."""
+        _windows.check_filters(title, wm_class, pid)
+        timeout = _options.check_seconds("timeout", timeout)
         deadline = time.monotonic() + timeout
         while True:
             found = self.windows()
@@ -567,9 +571,7 @@ class Desktop:
 
     def _window_op(self, op: Callable[[Any, int], Any], wid: int) -> Any:
         with self._x() as conn:
-            result = op(conn, wid)
-            conn.sync()
-            return result
+            return _windows.run(conn, op, wid)
 
     # -- screen --------------------------------------------------------------
     @property

@@ -214,7 +214,9 @@ def _split(combo: str) -> list[str]:
     return [part.strip() or part for part in parts]
 
 
-def _parse(combo: str) -> tuple[int, ...]:
+def _parse(combo: object) -> tuple[int, ...]:
+    if not isinstance(combo, str):
+        raise TypeError(f"a key is named by a str such as 'Return', 'a' or 'ctrl+c'; got {combo!r}")
     return tuple(_resolve(name) for name in _split(combo))
 
 
