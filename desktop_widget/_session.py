@@ -38,7 +38,7 @@ _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
 STATES = ("starting", "running", "session-exited", "stopped", "failed")
 #: What the supervisor's reasons for stopping mean to a user (``Session.detail``); others say nothing new.
 _STOP_REASONS = {
-    "signal": "stopped by another process (SIGTERM)",
+    "signal": "by another process",
     "server-gone": "the Jupyter server it belonged to exited",
     "idle": "idle",
 }
