@@ -11,6 +11,19 @@ milliseconds) between the kernel and the desktop:
   desktop is torn down at once;
 * it reports to the owner as JSON lines on standard output.
 
+A *spare* (``config["spare"]``, started by the server extension ahead of time,
+see ``desktop_widget._spare``) changes owner once. Besides its pipe from the
+server it listens on ``owner.sock``, a 0600 unix socket in the desktop's 0700
+directory (only this user can reach it; the peer's uid is checked as well). A
+kernel connects and writes ``claim``; the supervisor handles one connection at a
+time, so the first claim wins and any other gets ``taken`` (two kernels never
+share a spare, and no lock file can be left behind by a claimant that died).
+It then closes the listener, removes the ``spare`` marker, answers ``claimed``
+with the display, tells the server ``claimed`` on its pipe and from then on
+treats the kernel's connection exactly as a kernel-started desktop treats its
+pipe: commands in, JSON events out, end-of-file (the kernel died, restarted or
+stopped it) tears everything down. The server's pipe is ignored after that.
+
 The owner passes the whole configuration as one JSON argument; see
 ``desktop_widget._session`` for the other side of the protocol.
 """
@@ -26,6 +39,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -35,12 +49,16 @@ _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+#: Where events go: the owner's pipe, or a spare's claimant's connection once claimed.
+_out = sys.stdout
+
+
 def _emit(event: str, **fields: object) -> None:
     fields["event"] = event
     try:
-        sys.stdout.write(json.dumps(fields) + "\n")
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
+        _out.write(json.dumps(fields) + "\n")
+        _out.flush()
+    except (BrokenPipeError, ConnectionError, ValueError, OSError):
         pass  # the owner is gone; teardown proceeds regardless
 
 
@@ -148,6 +166,79 @@ def _remove_ice_files(pids: set[int]) -> None:
                 os.unlink(path)
 
 
+def _xauth_cookie(path: str) -> bytes | None:
+    """The MIT-MAGIC-COOKIE-1 in an Xauthority file (the first one: ours has one cookie)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    pos = 0
+    while pos + 2 <= len(data):
+        pos += 2  # family
+        fields = []
+        for _ in range(4):  # address, display number, auth name, auth data
+            (n,) = struct.unpack_from(">H", data, pos)
+            fields.append(data[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+        if fields[2] == b"MIT-MAGIC-COOKIE-1":
+            return fields[3]
+    return None
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the X server closed the connection")
+        data += chunk
+    return data
+
+
+def paint_root(display: int, xauthority: str, rgb: int, timeout: float = 2.0) -> socket.socket:
+    """Give the X root window a background colour, and return the connection (keep it open).
+
+    The X server's root is black until the session draws its wallpaper, a second
+    later for XFCE; the first frames a view shows are then the desktop's colour
+    instead. A few bytes of the core protocol (connection setup, ChangeWindowAttributes,
+    ClearArea, then a GetInputFocus round trip so that it is done before "ready"),
+    so that the supervisor stays standard-library only. The connection is held
+    until the end: the X server resets (and blackens the root) when its last
+    client leaves.
+    """
+    cookie = _xauth_cookie(xauthority) or b""
+    name = b"MIT-MAGIC-COOKIE-1" if cookie else b""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(f"/tmp/.X11-unix/X{display}")
+        setup = struct.pack("<BxHHHHxx", 0x6C, 11, 0, len(name), len(cookie))
+        s.sendall(setup + name + b"\0" * (-len(name) % 4) + cookie + b"\0" * (-len(cookie) % 4))
+        head = _recv_exactly(s, 8)
+        body = _recv_exactly(s, struct.unpack_from("<H", head, 6)[0] * 4)
+        if head[0] != 1:
+            raise ConnectionError(f"the X server refused the connection: {body[: head[1]]!r}")
+        vendor_len, _, _, n_formats = struct.unpack_from("<HHBB", body, 16)
+        screen = 32 + vendor_len + (-vendor_len % 4) + 8 * n_formats
+        (root,) = struct.unpack_from("<I", body, screen)
+        change = struct.pack("<BxHIII", 2, 4, root, 0x2, rgb)  # ChangeWindowAttributes, CWBackPixel
+        clear = struct.pack("<BBHIhhHH", 61, 0, 4, root, 0, 0, 0, 0)  # ClearArea, whole window
+        sync = struct.pack("<BxH", 43, 1)  # GetInputFocus: its reply means the above are done
+        s.sendall(change + clear + sync)
+        while True:
+            packet = _recv_exactly(s, 32)
+            if packet[0] == 0:
+                raise ConnectionError(f"X error {packet[1]} painting the root window")
+            if packet[0] == 1:
+                break
+        s.settimeout(None)
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
 class Supervisor:
     def __init__(self, config: dict) -> None:
         self.config = config
@@ -155,8 +246,15 @@ class Supervisor:
         self.xvnc: subprocess.Popen | None = None
         self.session: subprocess.Popen | None = None
         self.display: int | None = None
+        #: Our own X connection while the root has our colour (see ``paint_root``).
+        self.root_painter: socket.socket | None = None
         self.stopping = False
         self.restart_wanted = False
+        #: Where the owner's commands come from: the pipe, or a spare's claimant's connection.
+        self.owner_in = sys.stdin.buffer
+        self.owner_fd = sys.stdin.fileno()
+        self.claim_listener: socket.socket | None = None
+        self.owner_conn: socket.socket | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -257,6 +355,8 @@ class Supervisor:
         try:
             self.start_xvnc(deadline)
             banner = self.wait_rfb(deadline)
+            if self.config.get("root_colour") is not None:
+                self.paint_root()
             self.start_session()
         except Exception as exc:
             tail = _log_tail(self.log_path)  # before teardown removes the log
@@ -266,10 +366,18 @@ class Supervisor:
         _emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
         return self.watch()
 
+    def paint_root(self) -> None:
+        """The desktop's background colour from the first frame on (best effort: black is no failure)."""
+        try:
+            self.root_painter = paint_root(self.display, self.config["xauthority"], self.config["root_colour"])
+        except (OSError, ConnectionError, struct.error) as exc:
+            with open(self.log_path, "a") as log:
+                log.write(f"desktop_widget: could not paint the root window: {exc}\n")
+
     def _control(self) -> str:
         """Handle one command from the owner: "stop", "eof" once the owner is gone, else "ok"."""
         try:
-            line = sys.stdin.buffer.readline()
+            line = self.owner_in.readline()
         except OSError:
             return "eof"
         if not line:
@@ -281,9 +389,64 @@ class Supervisor:
             self.restart_session()
         return "ok"
 
+    def listen_for_claims(self) -> None:
+        """A spare: the socket a kernel claims it on, then the marker that says it is free."""
+        path = self.config["owner_socket"]
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # 0600 from the start, not after a chmod
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old)
+        listener.listen(8)
+        self.claim_listener = listener
+        with open(self.config["spare_marker"], "x"):
+            pass
+
+    def accept_claim(self) -> bool:
+        """One connection to ``owner.sock``: True if it claimed this spare (it is now the owner)."""
+        conn, _ = self.claim_listener.accept()
+        try:
+            conn.settimeout(2.0)
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[2]
+            request = conn.makefile("rb").readline()
+            if uid != os.getuid() or request.strip() != b"claim" or self.owner_conn is not None:
+                conn.sendall(b'{"event": "taken"}\n')
+                conn.close()
+                return False
+        except (OSError, struct.error):
+            conn.close()
+            return False
+        conn.settimeout(None)
+        global _out
+        self.owner_conn = conn
+        _emit("claimed")  # to the server, on the pipe: it starts a replacement
+        _out = conn.makefile("w")
+        self.owner_in = conn.makefile("rb")
+        self.owner_fd = conn.fileno()
+        self.claim_listener.close()
+        self.claim_listener = None
+        for path in (self.config["spare_marker"], self.config["owner_socket"]):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.unnice()
+        _emit("claimed", display=self.display, xvnc_pid=self.xvnc.pid, supervisor_pid=os.getpid())
+        return True
+
+    def unnice(self) -> None:
+        """A spare that started at low priority runs as any desktop once claimed (``_spare.can_unnice``)."""
+        if not self.config.get("nice"):
+            return
+        for pid in [os.getpid(), *_descendants(os.getpid())]:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+
     def watch(self) -> int:
-        stdin = sys.stdin.fileno()
+        stdin = self.owner_fd
         watched = [stdin, self.wake_r]
+        if self.config.get("spare"):
+            self.listen_for_claims()
+            watched.append(self.claim_listener.fileno())
         server = None
         if self.config.get("watch_pid"):
             try:
@@ -318,6 +481,10 @@ class Supervisor:
                 self.restart_session()
             if server is not None and server in ready:
                 break  # the Jupyter server a persistent desktop belongs to is gone
+            if self.claim_listener is not None and self.claim_listener.fileno() in ready and self.accept_claim():
+                watched = [self.owner_fd, self.wake_r]  # the server's pipe no longer counts
+                stdin = self.owner_fd
+                continue
             if stdin in ready:
                 said = self._control()
                 if said == "stop" or (said == "eof" and not self.config.get("persistent")):
@@ -334,6 +501,8 @@ class Supervisor:
     def teardown(self) -> None:
         me = os.getpid()
         members = set(_descendants(me))
+        if self.root_painter is not None:
+            self.root_painter.close()
         # The session first so that it does not see the X server vanish and
         # complain; everything else, daemons included, right after.
         if self.session and self.session.poll() is None:
@@ -381,6 +550,8 @@ class Supervisor:
 
 def main() -> int:
     config = json.loads(sys.argv[1])
+    if config.get("nice"):
+        os.nice(config["nice"])  # a spare starting in the background; inherited by all it starts
     if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         _emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import anywidget
 import traitlets
+
+from ._options import CSS_LENGTH
 
 _STATIC = Path(__file__).with_name("static")
 _BUNDLE = _STATIC / "widget.js"
@@ -18,8 +19,6 @@ export default { render({ el }) {
     + "in the source checkout, or install the package with pip (which builds it).";
 } };
 """
-
-_CSS_LENGTH = re.compile(r"\d+(\.\d+)?(px|em|rem|vh|%)")
 
 
 class DesktopView(anywidget.AnyWidget):
@@ -60,7 +59,7 @@ class DesktopView(anywidget.AnyWidget):
     @traitlets.validate("height")
     def _check_height(self, proposal: dict) -> str:
         value = proposal["value"]
-        if not _CSS_LENGTH.fullmatch(value):
+        if not CSS_LENGTH.fullmatch(value):
             raise traitlets.TraitError(f"height must be a CSS length such as '600px' or '70vh'; got {value!r}")
         return value
 

@@ -41,14 +41,20 @@ class JupyterServer:
 
 
 def start_jupyter(
-    tmp: Path, base_url: str = "/jh/user/alice/", app: str = "lab", port: int | None = None, token: str | None = None
+    tmp: Path,
+    base_url: str = "/jh/user/alice/",
+    app: str = "lab",
+    port: int | None = None,
+    token: str | None = None,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> JupyterServer:
     root = tmp / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
     token = token or secrets.token_hex(16)
     port = port or free_port()
     log = tmp / "jupyter.log"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config")}
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), **(env or {})}
     cmd = [
         str(BIN / "jupyter"),
         app,
@@ -62,6 +68,7 @@ def start_jupyter(
         f"--ServerApp.root_dir={root}",
         "--LabApp.news_url=",
         "--LabServerApp.extra_labextensions_path=[]",
+        *extra_args,
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
