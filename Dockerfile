@@ -16,7 +16,8 @@ RUN pip wheel --no-deps --wheel-dir /tmp/wheels /tmp/src
 FROM quay.io/jupyter/base-notebook:latest
 USER root
 COPY scripts/install-system.sh /tmp/install-system.sh
-# TigerVNC, XFCE (its screensaver removed: it locks with a password nobody knows), dbus-x11, fonts.
+# TigerVNC, XFCE (its screensaver removed: it locks with a password nobody knows), dbus-x11, ffmpeg,
+# fonts (CJK and colour emoji too).
 RUN /tmp/install-system.sh && rm -rf /var/lib/apt/lists/* /tmp/install-system.sh \
     # XFCE's first start as root leaves root-owned caches in the user's home.
     && fix-permissions "/home/${NB_USER}"

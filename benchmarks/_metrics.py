@@ -538,8 +538,61 @@ def api_speed(ours: Ours, n: int, results_dir: Path) -> dict:
             out.update(_type_speed(h))
         except Exception as exc:
             out["type_error"] = repr(exc)
+
+        try:
+            out.update(_vision_speed(h, n))
+        except Exception as exc:
+            out["vision_error"] = repr(exc)
     finally:
         h._resources.release()
+    return out
+
+
+def _vision_speed(h, n: int) -> dict:
+    """d.locate on the 1280x800 screen (images cut from an xterm on it, found and not found), d.pixel, and
+    what d.wait_until_stable costs beyond its duration on a still screen."""
+    from PIL import Image
+
+    app = h.launch(["xterm", "-geometry", "80x24+300+200"])
+    out: dict = {}
+    try:
+        window = h.wait_for_window(pid=app.pid, timeout=15)
+        h.wait_until_stable(duration=0.5, timeout=15)
+        x, y, _, _ = window.geometry
+        out["locate_screen"] = list(h.size)
+        for w, ht in ((32, 32), (120, 80), (300, 200)):
+            template = h.screenshot(region=(x, y, w, ht))
+            found, times = [], []
+            for _ in range(max(5, n // 4)):
+                t0 = time.perf_counter()
+                found.append(h.locate(template) == (x, y, w, ht))
+                times.append((time.perf_counter() - t0) * 1000)
+            absent = Image.new("RGB", (w, ht), (250, 20, 200))
+            absent.paste((10, 200, 30), (0, 0, w // 2, ht))
+            misses = []
+            for _ in range(max(5, n // 4)):
+                t0 = time.perf_counter()
+                assert h.locate(absent) is None
+                misses.append((time.perf_counter() - t0) * 1000)
+            out[f"locate_{w}x{ht}_ms"] = summary(times, 1)
+            out[f"locate_{w}x{ht}_absent_ms"] = summary(misses, 1)
+            out[f"locate_{w}x{ht}_correct"] = all(found)
+        pixels = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            h.pixel(5, 5)
+            pixels.append((time.perf_counter() - t0) * 1000)
+        out["pixel_ms"] = summary(pixels, 2)
+        stable = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            h.wait_until_stable(duration=0.2, timeout=10)
+            stable.append((time.perf_counter() - t0) * 1000 - 200)
+        out["stable_overhead_ms"] = summary(stable, 1)
+    finally:
+        with contextlib.suppress(Exception):
+            app.terminate()
+            app.wait(5)
     return out
 
 

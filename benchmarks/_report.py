@@ -614,6 +614,26 @@ def _api_section(api: dict | None) -> list[str]:
             else api.get("type_error", "–"),
         ],
         [f"`d.screenshot()` {api.get('screenshot_size')}", fmt(api.get("screenshot_ms"), digits=1, unit=" ms")],
+        *[
+            [
+                f"`d.locate()` of a {size} image on the {api.get('locate_screen')} screen: found / absent",
+                f"{fmt(api.get(f'locate_{size}_ms'), digits=1, unit=' ms')} / "
+                f"{fmt(api.get(f'locate_{size}_absent_ms'), digits=1, unit=' ms')}",
+            ]
+            for size in ("32x32", "120x80", "300x200")
+            if api.get(f"locate_{size}_ms")
+        ],
+        *([["`d.pixel()`", fmt(api.get("pixel_ms"), digits=2, unit=" ms")]] if api.get("pixel_ms") else []),
+        *(
+            [
+                [
+                    "`d.wait_until_stable(0.2)` on a still screen, beyond 0.2 s",
+                    fmt(api.get("stable_overhead_ms"), digits=1, unit=" ms"),
+                ]
+            ]
+            if api.get("stable_overhead_ms")
+            else []
+        ),
         ["`d.resize()` call", fmt(api.get("resize_call_ms"), digits=1, unit=" ms")],
         [
             "`d.resize()` until the view's canvas has the size",

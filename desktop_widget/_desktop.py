@@ -128,6 +128,7 @@ class Desktop:
         name: str | None = None,
         persistent: bool = False,
         idle_timeout: float | None = None,
+        opengl: bool = True,
     ) -> None:
         if scale is None:
             # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
@@ -136,12 +137,13 @@ class Desktop:
         if geometry is None:
             geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
         options = _options.check_options(
-            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout
+            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
         )
         # Checked before anything starts so that bad view arguments fail early.
         view_args = _options.check_view(view_only, scale, height, quality, compression)
         asked = {
-            "session": session != "auto",
+            "session_command": session != "auto",
+            "opengl": not opengl,
             "geometry": asked_geometry is not None,
             "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
             "cwd": cwd is not None,
@@ -166,7 +168,10 @@ class Desktop:
                 self._start(options, view_args)
                 return
             # The desktop of that name is already running somewhere.
-            _check_same_options(existing, recorded_options(options), [k for k, v in asked.items() if v])
+            wanted = recorded_options(
+                options, _options.session_command(options.session) if asked["session_command"] else []
+            )
+            _check_same_options(existing, wanted, [k for k, v in asked.items() if v])
             attached = AttachedSession(existing)
         view.scale = True
         self._adopt(attached, view, owned=False)
@@ -255,10 +260,11 @@ class Desktop:
         """Stop every process of the desktop, launched apps included, and remove its files. Safe to call twice.
 
         On an attached desktop this stops it for its owner too. Its last frame
-        is taken first and stays with the view (see :meth:`snapshot`).
+        is taken first (if the screen changed since the last one) and stays
+        with the view (see :meth:`snapshot`).
         """
         if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
-            self._resources.frames.refresh()
+            self._resources.frames.refresh_if_changed()
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()
@@ -410,19 +416,24 @@ class Desktop:
 
     # -- applications ----------------------------------------------------------
     def launch(self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> _apps.App:
-        """Start a program on this desktop; it stops with the desktop.
+        """Start a program on this desktop; it ends when the desktop ends, however it ends.
 
         ``cmd`` is a list, or a string split as a shell would split it (it is
-        never run through a shell). The result is a ``subprocess.Popen``; its
-        output goes to ``app.log_path`` (``app.log()`` reads it).
+        never run through a shell). The result is Popen-like (``pid``,
+        ``poll()``, ``wait()``, ``terminate()``, ``returncode``); its output goes
+        to ``app.log_path`` (``app.log()`` reads it). On a desktop this process
+        owns, the desktop's supervisor starts it (see ``desktop_widget._apps``).
         """
         self._require_running()
+        if env is not None:
+            _options.check_env(env, "launch(env=...)")
         self._wait_for_window_manager()
         full_env = _options.desktop_environ(self._session.options, self._session.xauthority)
         full_env.update(self.env)
         if env:
             full_env.update(env)
-        app = _apps.launch(cmd, full_env, cwd or self._session.options.cwd, str(self._session.directory))
+        argv, log_path = _apps.prepare(cmd, full_env, str(self._session.directory))
+        app = self._session.launch(argv, full_env, cwd or self._session.options.cwd, log_path)
         with self._resources.lock:
             self._resources.apps = [a for a in self._resources.apps if a.poll() is None] + [app]
         return app
@@ -656,16 +667,21 @@ def _check_same_options(info: _registry.DesktopInfo, wanted: dict, asked: list[s
     """
     have = info.options
     differ = [k for k in asked if k in have and have[k] != wanted[k]]
-    if differ:
-        shown = {"env_sha256": "env"}
-        details = ", ".join(
-            f"{shown.get(k, k)}" + ("" if k == "env_sha256" else f"={have[k]!r} (asked: {wanted[k]!r})") for k in differ
-        )
-        raise DesktopError(
-            f"desktop {info.name!r} is already running with other options: {details}; "
-            f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
-            "or stop it first to start it again with yours"
-        )
+    if not differ:
+        return
+    # Shown as the caller wrote them: the session by name, the environment not at all.
+    shown = {"session_command": "session", "env_sha256": "env"}
+    details = ", ".join(
+        "env"
+        if k == "env_sha256"
+        else f"{shown.get(k, k)}={have[shown.get(k, k)]!r} (asked: {wanted[shown.get(k, k)]!r})"
+        for k in differ
+    )
+    raise DesktopError(
+        f"desktop {info.name!r} is already running with other options: {details}; "
+        f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
+        "or stop it first to start it again with yours"
+    )
 
 
 def _remember_view_size(change: dict) -> None:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
+from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import APIHandler, FileFindHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
@@ -183,7 +184,8 @@ def server_proxy_entry() -> dict:
     """
     return {
         "command": [],
-        "unix_socket": str(_registry.root() / "no-such-socket"),
+        # (Not through _registry.root(): a registry it refuses must not keep the server from starting.)
+        "unix_socket": str(Path(jupyter_runtime_dir()) / "desktop-widget" / "no-such-socket"),
         "raw_socket_proxy": True,
         "launcher_entry": {
             "enabled": True,

@@ -19,6 +19,7 @@ from jupyter_server.utils import url_path_join
 from tornado import ioloop, web, websocket
 
 from . import _launcher, _registry, _spare
+from ._errors import DesktopError
 from ._session import touch
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
             self.authorizer.is_authorized(self, user, "execute", self.auth_resource)
         ):
             raise web.HTTPError(403, "not authorized to use desktops (needs the right to execute terminals)")
-        self._socket = _registry.socket_for(desktop_id, self.runtime_dir)
+        try:
+            self._socket = _registry.socket_for(desktop_id, self.runtime_dir)
+        except DesktopError as exc:  # a registry that is not safe to use: say why, connect to nothing
+            raise web.HTTPError(500, str(exc)) from exc
         if self._socket is None:
             raise web.HTTPError(404, f"no running desktop {desktop_id!r}")
         if self.request.headers.get("Upgrade", "").lower() != "websocket":

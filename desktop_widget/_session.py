@@ -3,13 +3,16 @@
 The kernel starts ``_supervisor.py`` in a session of its own (so a kernel
 interrupt, sent to the kernel's whole process group, does not reach the
 desktop) and keeps the write end of its standard input: when this process
-dies the supervisor sees end-of-file and stops everything.
+dies the supervisor sees end-of-file and stops everything. The protocol
+spoken over those pipes is described in ``_supervisor``'s docstring; this
+module is its only other side (``Session``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _options, _registry, _xauth
+from . import _apps, _options, _registry, _xauth
 from ._errors import DesktopError, DesktopStopped
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class Session:
         self.options = options
         #: Started ahead of time for a kernel to claim (``desktop_widget._spare``); not registered until then.
         self.spare = spare
+        #: The session's command line (``_options.session_command``), known once started.
+        self.session_argv: list[str] = []
         self.id = secrets.token_hex(6)
         self.state = "starting"
         #: Why the state is what it is (e.g. "idle" for a desktop stopped by its idle timeout).
@@ -72,6 +77,11 @@ class Session:
         self.env: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
         self._events: list[dict] = []
+        #: Replies to commands, by ref; programs launched here, by pid; exits reported before launch() saw the pid.
+        self._replies: dict[int, dict] = {}
+        self._refs = itertools.count(1)
+        self._apps: dict[int, _apps.App] = {}
+        self._early_exits: dict[int, int] = {}
         self._changed = threading.Condition()
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.Lock()
@@ -103,6 +113,7 @@ class Session:
         session_argv = _options.session_command(self.options.session)
         #: Whether a window manager will run (it takes a moment to appear).
         self.has_wm = bool(session_argv) and os.path.basename(session_argv[-1]) in _options.WINDOW_MANAGER_NAMES
+        self.session_argv = session_argv
         self.directory = _registry.private_dir(self.id)
         try:
             self._start(xvnc, session_argv, while_starting)
@@ -117,10 +128,11 @@ class Session:
         self.log_path = str(directory / "desktop.log")
         _xauth.write(self.xauthority)
         base_env = _options.desktop_environ(self.options, self.xauthority)
+        # The configuration goes over the supervisor's stdin and the environment
+        # with Popen(env=): a command line is world-readable (/proc/<pid>/cmdline).
         config = {
             "xvnc": _options.xvnc_command(xvnc, self.options, self.socket, self.xauthority, f"desktop-{self.id}"),
             "session": session_argv,
-            "env": base_env,
             "cwd": self.options.cwd,
             "log": self.log_path,
             "rfb_socket": self.socket,
@@ -130,7 +142,6 @@ class Session:
             "watch_pid": _server_pid() if self.options.persistent else None,
             "idle_timeout": self.options.idle_timeout,
             "activity": str(directory / "activity"),
-            "xauthority": self.xauthority,
             "root_colour": _options.root_colour(session_argv),
         }
         if self.spare is not None:
@@ -140,13 +151,17 @@ class Session:
         log.debug("starting desktop %s: %s", self.id, config["xvnc"])
         with open(self.log_path, "ab") as errors:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", _SUPERVISOR, json.dumps(config)],
+                [sys.executable, "-I", _SUPERVISOR],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 cwd=self.options.cwd,
+                env=base_env,
                 start_new_session=True,
             )
+        with contextlib.suppress(OSError):  # a supervisor that died at once is reported as "eof" below
+            self._proc.stdin.write(json.dumps(config).encode() + b"\n")
+            self._proc.stdin.flush()
         reader = threading.Thread(target=self._read_events, name=f"desktop-{self.id}", daemon=True)
         reader.start()
         if while_starting is not None:
@@ -176,7 +191,8 @@ class Session:
         self.xauthority = str(self.directory / "Xauthority")
         self.socket = str(_registry.socket_path(desktop_id))
         self.log_path = str(self.directory / "desktop.log")
-        self.has_wm = True  # spares run the default session, a desktop with a window manager
+        self.session_argv = _options.session_command(self.options.session)
+        self.has_wm = bool(self.session_argv)  # the default session: XFCE, or else a window manager
         self.display = f":{event['display']}"
         self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
         self._proc = _OwnerConnection(conn, int(event["supervisor_pid"]))
@@ -198,7 +214,7 @@ class Session:
                 has_wm=self.has_wm,
                 name=self.options.name,
                 supervisor_start=_registry.process_identity(self._proc.pid),
-                options=recorded_options(self.options),
+                options=recorded_options(self.options, self.session_argv),
             )
         )
 
@@ -209,12 +225,24 @@ class Session:
                 event = json.loads(raw)
             except ValueError:
                 continue
-            log.debug("desktop %s: %s", self.id, event)
+            log.debug("desktop %s: %s", self.id, {k: v for k, v in event.items() if k != "log"})
+            kind = event.get("event")
             with self._changed:
-                self._events.append(event)
+                if kind == "reply":
+                    self._replies[event.get("ref")] = event
+                elif kind == "app-exited":
+                    app = self._apps.pop(event["pid"], None)
+                    if app is not None:
+                        app._exited(event["code"])
+                    else:
+                        self._early_exits[event["pid"]] = event["code"]
+                else:
+                    self._events.append(event)
                 self._changed.notify_all()
-            kind = event["event"]
-            if kind == "session-exited" and self.state == "running":
+            if kind == "error" and self.state != "starting":
+                # The supervisor failed after the start: it tears the desktop down and says why.
+                self._set_state("failed", event.get("message", "the desktop's supervisor failed"))
+            elif kind == "session-exited" and self.state == "running":
                 self._set_state("session-exited", f"exit status {event.get('code')}")
             elif kind == "session-started" and self.state == "session-exited":
                 self._set_state("running")
@@ -227,6 +255,9 @@ class Session:
                 self._set_state("failed", f"the X server exited with status {event.get('code')}")
         with self._changed:
             self._events.append({"event": "eof"})
+            for app in self._apps.values():
+                app._orphan()
+            self._apps.clear()
             self._changed.notify_all()
         if self.state not in ("failed", "stopped"):
             self._set_state("stopped")
@@ -238,16 +269,57 @@ class Session:
             return ""
 
     def restart_session(self) -> None:
-        """Start the session again after it exited (e.g. the user logged out)."""
-        self._command("restart-session")
+        """Start the session again after it exited (e.g. the user logged out).
 
-    def _command(self, line: str) -> None:
+        If it cannot start, this raises and the desktop stays as it was: the X
+        server and the programs on it keep running (killing them because a
+        logout could not be undone would lose the user's work), and the
+        status stays ``session-exited``.
+        """
+        reply = self._request({"cmd": "restart-session"})
+        if not reply.get("ok"):
+            raise DesktopError(
+                f"the session of desktop {self.id} did not restart: {reply.get('message')} "
+                f"(the desktop itself still runs; stop() it and start a new Desktop() to start over)"
+            )
+
+    def launch(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> _apps.App:
+        """Have the supervisor start a program, so that it ends with the desktop (see ``_apps``)."""
+        reply = self._request({"cmd": "launch", "argv": argv, "env": env, "cwd": cwd, "log": log_path})
+        if not reply.get("ok"):
+            raise DesktopError(f"could not launch {argv[0]!r} on desktop {self.id}: {reply.get('message')}")
+        pid = reply["pid"]
+        app = _apps.App(argv, pid, log_path)
+        with self._changed:
+            if pid in self._early_exits:
+                app._exited(self._early_exits.pop(pid))
+            elif any(e["event"] == "eof" for e in self._events):
+                app._orphan()
+            else:
+                self._apps[pid] = app
+        return app
+
+    def _request(self, command: dict, timeout: float = 30.0) -> dict:
+        """Send a command to the supervisor and wait for its reply."""
         proc = self._proc
+        stopped = DesktopStopped(f"desktop {self.id} is stopped")
         if proc is None or proc.poll() is not None:
-            raise DesktopStopped(f"desktop {self.id} is stopped")
+            raise stopped
         with self._lock:
-            proc.stdin.write(line.encode() + b"\n")
-            proc.stdin.flush()
+            ref = command["ref"] = next(self._refs)
+            try:
+                proc.stdin.write(json.dumps(command).encode() + b"\n")
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                raise stopped from None
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while ref not in self._replies:
+                if any(e["event"] == "eof" for e in self._events):
+                    raise stopped
+                if not self._changed.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise DesktopError(f"desktop {self.id}'s supervisor did not answer within {timeout:g} s")
+            return self._replies.pop(ref)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the whole process tree and remove every file; idempotent."""
@@ -255,7 +327,7 @@ class Session:
         if proc is None:
             return
         with self._lock, contextlib.suppress(OSError, ValueError):
-            proc.stdin.write(b"stop\n")
+            proc.stdin.write(b'{"cmd": "stop"}\n')
             proc.stdin.close()
         try:
             proc.wait(timeout)
@@ -267,25 +339,38 @@ class Session:
         if self.state not in ("failed", "stopped"):
             self._set_state("stopped")
 
-    def _abandon(self) -> None:
-        """Remove what the supervisor may not have (it never ran, or was killed)."""
+    def _abandon(self, timeout: float = 10.0) -> None:
+        """Remove what the supervisor may not have (it never ran, or was killed).
+
+        A supervisor still running is told to stop (end-of-file) and given
+        ``timeout`` to tear down before it is killed.
+        """
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with self._lock, contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         _registry.remove(self.id)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
 
 
-def recorded_options(options: _options.Options) -> dict:
+def recorded_options(options: _options.Options, session_argv: list[str]) -> dict:
     """The options a desktop was started with, as its registry entry keeps them.
 
-    The environment only as a digest: enough to tell a different one, and no
-    values in the file.
+    The session also as the command it ran (``auto`` and ``xfce`` may be the
+    same desktop); the environment only as a digest: enough to tell a
+    different one, and no values in the file.
     """
     env = hashlib.sha256(json.dumps(sorted(options.env.items())).encode()).hexdigest()
     return {
         "session": options.session,
+        "session_command": list(session_argv),
+        "opengl": options.opengl,
         "geometry": list(options.geometry),
         "frame_rate": options.frame_rate,
         "cwd": options.cwd,
@@ -303,6 +388,23 @@ class _SpareSettings:
         self.on_claimed = on_claimed
 
 
+class _SocketWriter:
+    """The write half of a socket as a pipe's end: closing it is end-of-file for the other side."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+
+    def write(self, data: bytes) -> None:
+        self.conn.sendall(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.shutdown(socket.SHUT_WR)
+
+
 class _OwnerConnection:
     """A claimed spare's supervisor as ``Session`` drives a child's pipes: commands, events, exit.
 
@@ -313,7 +415,7 @@ class _OwnerConnection:
     def __init__(self, conn: socket.socket, pid: int) -> None:
         self.conn = conn
         self.pid = pid
-        self.stdin = conn.makefile("wb")
+        self.stdin = _SocketWriter(conn)
         self.stdout = conn.makefile("rb")
         self._pidfd = os.pidfd_open(pid)
         self.returncode: int | None = None
@@ -373,6 +475,10 @@ class AttachedSession:
 
     def restart_session(self) -> None:
         self._signal(signal.SIGUSR1)
+
+    def launch(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> _apps.App:
+        """No pipe to the owner's supervisor: the program is this process's child (see ``_apps``)."""
+        return _apps.spawn_here(argv, env, cwd, log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the desktop for everyone (its owner sees it stop)."""

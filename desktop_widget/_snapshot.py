@@ -161,16 +161,31 @@ class LastFrame:
             self._store(screen)
             return screen
 
-    def changed(self) -> bool:
-        """Whether anything was drawn since the last frame (True when unknown)."""
+    def changed(self, watch: bool = True) -> bool:
+        """Whether anything was drawn since the last frame (True when unknown).
+
+        ``watch=False`` answers False instead of opening the X connection that
+        watches (~3-25 ms): displaying a desktop that has just started must
+        not wait for it, and there is nothing on its screen yet anyway.
+        """
         with self._lock:
-            if self._closed:
+            if self._closed or (self._damage is None and not watch):
                 return False
             try:
                 return self._watcher().changed()
             except Exception as exc:
                 log.debug("no damage report from %s: %s", self._address[0], exc)
                 return False
+
+    def screen_size(self) -> tuple[int, int] | None:
+        """The screen's size through the watching connection, or None if it is not open (or gone)."""
+        with self._lock:
+            if self._closed or self._damage is None:
+                return None
+            try:
+                return _screen.size(self._damage.conn)
+            except Exception:
+                return None
 
     def refresh_if_changed(self) -> bool:
         """Refresh if anything was drawn since the last frame; whether it did."""

@@ -11,7 +11,7 @@ The design, and why:
   ``list_desktops()`` and ``Desktop.attach`` do not see it. It is a desktop
   directory (0700) with a ``spare`` marker file and an ``owner.sock``.
 * **The claim is the supervisor's to grant** (see ``_supervisor``): a kernel
-  connects to ``owner.sock`` and writes ``claim``; the supervisor accepts one
+  connects to ``owner.sock`` and asks to ``claim`` it; the supervisor accepts one
   connection at a time, so the first claim wins and every other gets
   ``taken`` and tries the next spare. No lock file or rename that a claimant
   dying halfway could leave behind: if the kernel dies after its claim, its
@@ -80,7 +80,7 @@ def claim(options: _options.Options) -> Session | None:
         try:
             conn.settimeout(5.0)
             conn.connect(str(_registry.owner_socket_path(desktop_id)))
-            conn.sendall(b"claim\n")
+            conn.sendall(b'{"cmd": "claim"}\n')
             reply = b""
             while not reply.endswith(b"\n"):
                 chunk = conn.recv(4096)

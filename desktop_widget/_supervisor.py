@@ -1,31 +1,66 @@
 """The process that owns one desktop's process tree.
 
 It runs as a script of its own (standard library only, so it starts in a few
-milliseconds) between the kernel and the desktop:
+milliseconds) between its owner (the kernel, or the Jupyter server for the
+launcher's desktop) and the desktop:
 
 * it is a child subreaper, so daemons that double-fork away from the session
   (dbus-daemon, xfconfd, at-spi, ...) are re-parented to it and can be found and
-  stopped; nothing of the tree escapes;
+  stopped; nothing of the tree escapes. Programs launched on the desktop are
+  started by it too, for the same reason (``desktop_widget._apps``);
 * it watches its standard input: the owner holds the other end of that pipe, so
   when the owner exits, even by SIGKILL, the pipe reaches end-of-file and the
   desktop is torn down at once;
-* it reports to the owner as JSON lines on standard output.
+* it tears the whole tree down however it ends, an error of its own included,
+  and says why.
 
-A *spare* (``config["spare"]``, started by the server extension ahead of time,
-see ``desktop_widget._spare``) changes owner once. Besides its pipe from the
-server it listens on ``owner.sock``, a 0600 unix socket in the desktop's 0700
-directory (only this user can reach it; the peer's uid is checked as well). A
-kernel connects and writes ``claim``; the supervisor handles one connection at a
-time, so the first claim wins and any other gets ``taken`` (two kernels never
-share a spare, and no lock file can be left behind by a claimant that died).
-It then closes the listener, removes the ``spare`` marker, answers ``claimed``
-with the display, tells the server ``claimed`` on its pipe and from then on
-treats the kernel's connection exactly as a kernel-started desktop treats its
-pipe: commands in, JSON events out, end-of-file (the kernel died, restarted or
-stopped it) tears everything down. The server's pipe is ignored after that.
+The owner protocol (the other side is ``desktop_widget._session.Session``)
+--------------------------------------------------------------------------
+Everything secret travels over the owner's private pipes or in the process
+environment (``/proc/<pid>/environ`` is readable by its owner only), never on
+a command line, which every local user can read in ``/proc/<pid>/cmdline``.
 
-The owner passes the whole configuration as one JSON argument; see
-``desktop_widget._session`` for the other side of the protocol.
+* Environment: the supervisor's own environment is the desktop's base
+  environment (the owner passes it with ``Popen(env=...)``).
+* Owner -> supervisor, standard input, one JSON object per line:
+
+  - first line, the configuration: ``xvnc`` (argv), ``session`` (argv or []),
+    ``cwd``, ``log``, ``rfb_socket``, ``timeout``, ``remove`` (paths),
+    ``persistent``, ``watch_pid``, ``idle_timeout``, ``activity`` (a file
+    whose mtime is the last use);
+  - then commands: ``{"cmd": "stop"}``; ``{"cmd": "restart-session", "ref": n}``;
+    ``{"cmd": "launch", "ref": n, "argv": [...], "env": {...}, "cwd": ..., "log": ...}``.
+    A command with a ``ref`` gets exactly one ``reply`` event with that ref;
+  - end-of-file: the owner is gone (a persistent desktop carries on).
+* Supervisor -> owner, standard output, one JSON object per line with an ``event``:
+
+  - ``ready`` (``display``, ``xvnc_pid``, ``banner``), once;
+  - ``reply`` (``ref``, ``ok``, and ``message`` if not ok, ``pid`` if ok);
+  - ``session-started`` (``pid``), ``session-exited`` (``code``),
+    ``app-exited`` (``pid``, ``code``), ``xvnc-exited`` (``code``, ``log``), ``idle``;
+  - ``error`` (``message``, ``log``): the desktop did not start, or the
+    supervisor failed; teardown follows;
+  - ``stopped`` (``reason``: stop, owner-gone, server-gone, idle, xvnc-exited,
+    signal, error), last, after the teardown.
+* Signals, from processes that attached to the desktop (they hold no pipe):
+  SIGTERM or SIGHUP stop it, SIGUSR1 restarts the session.
+
+Spares change owner once
+------------------------
+A spare (``spare`` in the configuration; started ahead of time by the server
+extension, see ``desktop_widget._spare``) also listens on ``owner_socket``, a
+0600 unix socket in the desktop's 0700 directory (only this user can reach it,
+and the peer's uid is checked too), and marks itself free with the file
+``spare_marker``. A kernel connects and writes ``{"cmd": "claim"}``. The
+supervisor accepts one connection at a time, so the first claim wins and any
+other gets ``{"event": "taken"}``: two kernels never share a spare, and a
+claimant that dies halfway leaves no lock or renamed file behind. The winner
+gets ``claimed`` (``display``, ``xvnc_pid``, ``supervisor_pid``); the server
+gets ``claimed`` on its pipe (it starts a replacement); the listener and the
+marker go, and the connection becomes the ``Owner``: commands in, events out,
+end-of-file tears the desktop down exactly as for a kernel-started desktop.
+The server's pipe no longer counts. A spare started at low priority
+(``nice``) gets normal priority back when claimed.
 """
 
 from __future__ import annotations
@@ -43,23 +78,80 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
+from typing import BinaryIO
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-#: Where events go: the owner's pipe, or a spare's claimant's connection once claimed.
-_out = sys.stdout
+class Owner:
+    """The owner's end of the protocol: JSON lines in on ``fd``, JSON events out on ``out``.
 
+    The one place that reads commands and writes events, so that the owner's
+    channel can be replaced (e.g. a new owner on another connection) in one place.
+    """
 
-def _emit(event: str, **fields: object) -> None:
-    fields["event"] = event
-    try:
-        _out.write(json.dumps(fields) + "\n")
-        _out.flush()
-    except (BrokenPipeError, ConnectionError, ValueError, OSError):
-        pass  # the owner is gone; teardown proceeds regardless
+    def __init__(self, fd: int, out: BinaryIO) -> None:
+        self.fd = fd
+        self.out = out
+        self.closed = False
+        self._buffer = b""
+
+    def emit(self, event: str, **fields: object) -> None:
+        fields["event"] = event
+        try:
+            self.out.write(json.dumps(fields).encode() + b"\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the owner is gone; teardown proceeds regardless
+
+    def read(self) -> list[dict]:
+        """The complete commands readable now (call when ``fd`` is readable); sets ``closed`` at end-of-file."""
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            chunk = None
+        except OSError:
+            chunk = b""
+        if chunk == b"":
+            self.closed = True
+        elif chunk:
+            self._buffer += chunk
+        return self.buffered()
+
+    def buffered(self) -> list[dict]:
+        """The complete commands already read (e.g. sent right after the configuration)."""
+        *lines, self._buffer = self._buffer.split(b"\n")
+        commands = []
+        for line in lines:
+            try:
+                command = json.loads(line)
+            except ValueError:
+                command = None
+            if isinstance(command, dict):
+                commands.append(command)
+            elif line.strip():
+                self.emit("reply", ref=None, ok=False, message=f"not a JSON command: {line[:80]!r}")
+        return commands
+
+    def read_config(self, timeout: float) -> dict:
+        """The first line: the configuration."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise TimeoutError("the owner sent no configuration")
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                raise EOFError("the owner closed the pipe before sending the configuration")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        config = json.loads(line)
+        if not isinstance(config, dict):
+            raise ValueError("the configuration is not a JSON object")
+        return config
 
 
 def _child_setup() -> None:
@@ -240,21 +332,25 @@ def paint_root(display: int, xauthority: str, rgb: int, timeout: float = 2.0) ->
 
 
 class Supervisor:
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, owner: Owner) -> None:
         self.config = config
+        self.owner = owner
         self.log_path = config["log"]
+        #: The desktop's base environment: ours, as the owner gave it.
+        self.env = dict(os.environ)
         self.xvnc: subprocess.Popen | None = None
         self.session: subprocess.Popen | None = None
+        #: Programs launched on the desktop, by pid (their exits are reported).
+        self.apps: dict[int, subprocess.Popen] = {}
         self.display: int | None = None
+        self.x_socket: tuple[str, int, int] | None = None
         #: Our own X connection while the root has our colour (see ``paint_root``).
         self.root_painter: socket.socket | None = None
-        self.stopping = False
-        self.restart_wanted = False
-        #: Where the owner's commands come from: the pipe, or a spare's claimant's connection.
-        self.owner_in = sys.stdin.buffer
-        self.owner_fd = sys.stdin.fileno()
         self.claim_listener: socket.socket | None = None
-        self.owner_conn: socket.socket | None = None
+        self.claimed = False
+        self.stopping = False
+        self.reason = ""
+        self.restart_wanted = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -267,22 +363,24 @@ class Supervisor:
         signal.signal(signal.SIGUSR1, self._on_restart)
 
     def _on_terminate(self, *_: object) -> None:
-        self.stopping = True
+        self._stop("signal")
 
     def _on_restart(self, *_: object) -> None:
         self.restart_wanted = True
 
-    def restart_session(self) -> None:
-        if self.session is None or self.session.poll() is not None:
-            self.start_session()
+    def _stop(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.reason = reason
 
-    def _spawn(self, argv: list[str], env: dict[str, str], **kw: object) -> subprocess.Popen:
-        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+    # -- starting ------------------------------------------------------------
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: str, cwd: str, **kw: object) -> subprocess.Popen:
+        log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
         try:
             return subprocess.Popen(
                 argv,
                 env=env,
-                cwd=self.config["cwd"],
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -297,7 +395,7 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         argv = [*self.config["xvnc"], "-displayfd", str(write_fd)]
         try:
-            self.xvnc = self._spawn(argv, self.config["env"], pass_fds=(write_fd,))
+            self.xvnc = self._spawn(argv, self.env, self.log_path, self.config["cwd"], pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
         answer = b""
@@ -316,6 +414,12 @@ class Supervisor:
         finally:
             os.close(read_fd)
         self.display = int(answer.strip())
+        # Xvnc's X socket, to remove after a crash only if it is still the one it made.
+        path = f"/tmp/.X11-unix/X{self.display}"
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if st.st_uid == os.getuid():
+                self.x_socket = (path, st.st_dev, st.st_ino)
 
     def wait_rfb(self, deadline: float) -> str:
         path = self.config["rfb_socket"]
@@ -345,57 +449,26 @@ class Supervisor:
         argv = self.config["session"]
         if not argv:
             return
-        env = dict(self.config["env"])
+        env = dict(self.env)
         env["DISPLAY"] = f":{self.display}"
-        self.session = self._spawn(argv, env)
-        _emit("session-started", pid=self.session.pid)
-
-    def run(self) -> int:
-        deadline = time.monotonic() + self.config["timeout"]
-        try:
-            self.start_xvnc(deadline)
-            banner = self.wait_rfb(deadline)
-            if self.config.get("root_colour") is not None:
-                self.paint_root()
-            self.start_session()
-        except Exception as exc:
-            tail = _log_tail(self.log_path)  # before teardown removes the log
-            self.teardown()
-            _emit("error", message=str(exc), log=tail)
-            return 1
-        _emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
-        return self.watch()
+        self.session = self._spawn(argv, env, self.log_path, self.config["cwd"])
+        self.owner.emit("session-started", pid=self.session.pid)
 
     def paint_root(self) -> None:
         """The desktop's background colour from the first frame on (best effort: black is no failure)."""
         try:
-            self.root_painter = paint_root(self.display, self.config["xauthority"], self.config["root_colour"])
+            self.root_painter = paint_root(self.display, self.env.get("XAUTHORITY", ""), self.config["root_colour"])
         except (OSError, ConnectionError, struct.error) as exc:
             with open(self.log_path, "a") as log:
                 log.write(f"desktop_widget: could not paint the root window: {exc}\n")
 
-    def _control(self) -> str:
-        """Handle one command from the owner: "stop", "eof" once the owner is gone, else "ok"."""
-        try:
-            line = self.owner_in.readline()
-        except OSError:
-            return "eof"
-        if not line:
-            return "eof"
-        command = line.decode(errors="replace").strip()
-        if command == "stop":
-            return "stop"
-        if command == "restart-session":
-            self.restart_session()
-        return "ok"
-
+    # -- a spare's claim -----------------------------------------------------------
     def listen_for_claims(self) -> None:
         """A spare: the socket a kernel claims it on, then the marker that says it is free."""
-        path = self.config["owner_socket"]
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # 0600 from the start, not after a chmod
         try:
-            listener.bind(path)
+            listener.bind(self.config["owner_socket"])
         finally:
             os.umask(old)
         listener.listen(8)
@@ -404,13 +477,17 @@ class Supervisor:
             pass
 
     def accept_claim(self) -> bool:
-        """One connection to ``owner.sock``: True if it claimed this spare (it is now the owner)."""
+        """One connection to the owner socket: True if it claimed this spare (its connection is the owner now)."""
         conn, _ = self.claim_listener.accept()
         try:
             conn.settimeout(2.0)
             uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[2]
-            request = conn.makefile("rb").readline()
-            if uid != os.getuid() or request.strip() != b"claim" or self.owner_conn is not None:
+            line = conn.makefile("rb").readline()
+            try:
+                request = json.loads(line)
+            except ValueError:
+                request = None
+            if uid != os.getuid() or not isinstance(request, dict) or request.get("cmd") != "claim":
                 conn.sendall(b'{"event": "taken"}\n')
                 conn.close()
                 return False
@@ -418,42 +495,113 @@ class Supervisor:
             conn.close()
             return False
         conn.settimeout(None)
-        global _out
-        self.owner_conn = conn
-        _emit("claimed")  # to the server, on the pipe: it starts a replacement
-        _out = conn.makefile("w")
-        self.owner_in = conn.makefile("rb")
-        self.owner_fd = conn.fileno()
+        self.owner.emit("claimed")  # to the server, on its pipe: it starts a replacement
+        self.owner = Owner(conn.fileno(), conn.makefile("wb"))
+        self._owner_conn = conn  # kept open with the Owner's file
+        self.claimed = True
         self.claim_listener.close()
         self.claim_listener = None
         for path in (self.config["spare_marker"], self.config["owner_socket"]):
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        self.unnice()
-        _emit("claimed", display=self.display, xvnc_pid=self.xvnc.pid, supervisor_pid=os.getpid())
+        if self.config.get("nice"):  # normal priority again, for the whole tree (_spare.can_unnice)
+            for pid in [os.getpid(), *_descendants(os.getpid())]:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, pid, 0)
+        self.owner.emit("claimed", display=self.display, xvnc_pid=self.xvnc.pid, supervisor_pid=os.getpid())
         return True
 
-    def unnice(self) -> None:
-        """A spare that started at low priority runs as any desktop once claimed (``_spare.can_unnice``)."""
-        if not self.config.get("nice"):
-            return
-        for pid in [os.getpid(), *_descendants(os.getpid())]:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, 0)
+    # -- the owner's commands -----------------------------------------------------
+    def restart_session(self) -> dict:
+        """Start the session again if it is not running; the X server and programs stay either way."""
+        if self.session is not None and self.session.returncode is None:
+            return {"ok": True, "pid": self.session.pid}
+        cwd = self.config["cwd"]
+        if not os.path.isdir(cwd):
+            return {"ok": False, "message": f"the desktop's working directory {cwd!r} no longer exists"}
+        try:
+            self.start_session()
+        except OSError as exc:
+            return {"ok": False, "message": f"the session could not start: {exc}"}
+        return {"ok": True, "pid": self.session.pid if self.session else 0}
 
-    def watch(self) -> int:
-        stdin = self.owner_fd
-        watched = [stdin, self.wake_r]
-        if self.config.get("spare"):
-            self.listen_for_claims()
-            watched.append(self.claim_listener.fileno())
+    def launch(self, command: dict) -> dict:
+        """Start a program in our tree: it ends with the desktop however the desktop ends."""
+        argv = command.get("argv") or ["?"]
+        try:
+            proc = self._spawn(argv, command["env"], command["log"], command["cwd"])
+        except (OSError, KeyError, TypeError, ValueError, subprocess.SubprocessError) as exc:
+            return {"ok": False, "message": f"{argv[0]!r} could not start: {exc}"}
+        self.apps[proc.pid] = proc
+        return {"ok": True, "pid": proc.pid}
+
+    def handle(self, command: dict) -> None:
+        cmd, ref = command.get("cmd"), command.get("ref")
+        if cmd == "stop":
+            self._stop("stop")
+            return
+        if cmd == "restart-session":
+            answer = self.restart_session()
+        elif cmd == "launch":
+            answer = self.launch(command)
+        else:
+            answer = {"ok": False, "message": f"unknown command {cmd!r}"}
+        self.owner.emit("reply", ref=ref, **answer)
+
+    # -- running ---------------------------------------------------------------
+    def run(self) -> int:
+        """Start, watch, and tear down whatever happens, reporting why it ended."""
+        try:
+            deadline = time.monotonic() + self.config["timeout"]
+            try:
+                self.start_xvnc(deadline)
+                banner = self.wait_rfb(deadline)
+                if self.config.get("root_colour") is not None:
+                    self.paint_root()
+                self.start_session()
+            except Exception as exc:
+                self.owner.emit("error", message=str(exc), log=_log_tail(self.log_path))
+                self._stop("error")
+                return 1
+            self.owner.emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
+            self.watch()
+            return 0
+        except BaseException as exc:  # an error of our own: the desktop must not be left half alive
+            self.owner.emit(
+                "error",
+                message=f"the desktop's supervisor failed: {type(exc).__name__}: {exc}",
+                log=traceback.format_exc(limit=8),
+            )
+            self._stop("error")
+            return 1
+        finally:
+            self.teardown()
+            self.owner.emit("stopped", reason=self.reason)
+
+    def collect(self) -> None:
+        """Reap exited children and tell the owner about the ones it cares about."""
+        for pid, code in _reap().items():
+            if self.xvnc and pid == self.xvnc.pid:
+                self.xvnc.returncode = code
+                self.owner.emit("xvnc-exited", code=code, log=_log_tail(self.log_path))
+                self._stop("xvnc-exited")
+            elif self.session and pid == self.session.pid:
+                self.session.returncode = code
+                self.owner.emit("session-exited", code=code)
+            elif pid in self.apps:
+                self.apps.pop(pid).returncode = code
+                self.owner.emit("app-exited", pid=pid, code=code)
+
+    def watch(self) -> None:
+        owner = self.owner
+        watched = [owner.fd, self.wake_r]
         server = None
         if self.config.get("watch_pid"):
             try:
                 server = os.pidfd_open(self.config["watch_pid"])
                 watched.append(server)
             except ProcessLookupError:
-                self.stopping = True
+                self._stop("server-gone")
         idle_timeout = self.config.get("idle_timeout") or 0
         started = time.time()
         activity = self.config.get("activity")
@@ -461,73 +609,86 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 open(activity, "ab").close()
         tick = min(5.0, max(0.2, idle_timeout / 4)) if idle_timeout else None
+        commands = owner.buffered()  # sent together with the configuration
+        if self.config.get("spare"):
+            self.listen_for_claims()
+            watched.append(self.claim_listener.fileno())
         while not self.stopping:
+            for command in commands:
+                self.handle(command)
+            if self.stopping:
+                break
+            commands = []
             ready = []
             with contextlib.suppress(InterruptedError):
                 ready, _, _ = select.select(watched, [], [], tick)
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 512)
-            for pid, code in _reap().items():
-                if self.xvnc and pid == self.xvnc.pid:
-                    self.xvnc.returncode = code
-                    _emit("xvnc-exited", code=code, log=_log_tail(self.log_path))
-                    self.stopping = True
-                elif self.session and pid == self.session.pid:
-                    self.session.returncode = code
-                    _emit("session-exited", code=code)
+            self.collect()
             if self.restart_wanted:
                 self.restart_wanted = False
                 self.restart_session()
             if server is not None and server in ready:
-                break  # the Jupyter server a persistent desktop belongs to is gone
+                self._stop("server-gone")  # the Jupyter server a persistent desktop belongs to is gone
             if self.claim_listener is not None and self.claim_listener.fileno() in ready and self.accept_claim():
-                watched = [self.owner_fd, self.wake_r]  # the server's pipe no longer counts
-                stdin = self.owner_fd
+                owner = self.owner  # the claimant's connection; the server's pipe no longer counts
+                watched = [owner.fd, self.wake_r]
                 continue
-            if stdin in ready:
-                said = self._control()
-                if said == "stop" or (said == "eof" and not self.config.get("persistent")):
-                    break
-                if said == "eof":
-                    watched.remove(stdin)  # the owner is gone; a persistent desktop is not
+            if owner.fd in ready:
+                commands = owner.read()
+                if owner.closed:
+                    watched.remove(owner.fd)
+                    if not self.config.get("persistent"):
+                        self._stop("owner-gone")
             if idle_timeout and time.time() - max(started, _mtime(activity)) > idle_timeout:
-                _emit("idle")
-                break
-        self.teardown()
-        _emit("stopped")
-        return 0
+                self.owner.emit("idle")
+                self._stop("idle")
 
+    # -- ending ------------------------------------------------------------------
     def teardown(self) -> None:
+        """Stop every process of the tree (whatever is left is killed) and remove every file."""
         me = os.getpid()
-        members = set(_descendants(me))
+        members: set[int] = set()
         if self.root_painter is not None:
             self.root_painter.close()
-        # The session first so that it does not see the X server vanish and
-        # complain; everything else, daemons included, right after.
-        if self.session and self.session.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.session.pid, signal.SIGTERM)
-        _signal_all(_descendants(me), signal.SIGTERM)
-        grace = time.monotonic() + 2.0
-        while time.monotonic() < grace:
-            _reap()
-            if not _descendants(me):
-                break
-            time.sleep(0.01)
-        # Whatever is left (or was born meanwhile) is killed outright.
-        for _ in range(50):
-            left = _descendants(me)
-            if not left:
-                break
-            _signal_all(left, signal.SIGKILL)
-            time.sleep(0.01)
-            _reap()
-        self.cleanup_files(members)
+        try:
+            members = set(_descendants(me))
+            # The session first so that it does not see the X server vanish and
+            # complain; everything else, daemons and programs included, right after.
+            if self.session and self.session.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.session.pid, signal.SIGTERM)
+            _signal_all(_descendants(me), signal.SIGTERM)
+            grace = time.monotonic() + 2.0
+            while time.monotonic() < grace:
+                self._reap_quietly()
+                if not _descendants(me):
+                    break
+                time.sleep(0.01)
+        finally:
+            # Whatever is left (or was born meanwhile) is killed outright.
+            for _ in range(50):
+                left = _descendants(me)
+                if not left:
+                    break
+                members.update(left)
+                _signal_all(left, signal.SIGKILL)
+                time.sleep(0.01)
+                self._reap_quietly()
+            self.cleanup_files(members)
+
+    def _reap_quietly(self) -> None:
+        """Reap during teardown: only programs' exits are news to the owner."""
+        for pid, code in _reap().items():
+            if pid in self.apps:
+                self.apps.pop(pid).returncode = code
+                self.owner.emit("app-exited", pid=pid, code=code)
 
     def cleanup_files(self, members: set[int]) -> None:
-        _remove_ice_files(members)
-        # Xvnc removes its lock and socket on SIGTERM but not when it was killed.
+        with contextlib.suppress(OSError):
+            _remove_ice_files(members)
+        # Xvnc removes its socket (and lock, if it made one) on SIGTERM, not when killed.
         if self.display is not None and self.xvnc is not None:
             lock = f"/tmp/.X{self.display}-lock"
             try:
@@ -538,25 +699,51 @@ class Supervisor:
             if owner == self.xvnc.pid:
                 with contextlib.suppress(OSError):
                     os.unlink(lock)
-                with contextlib.suppress(OSError):
-                    os.unlink(f"/tmp/.X11-unix/X{self.display}")
+            if self.x_socket is not None:
+                _remove_dead_socket(*self.x_socket)
         for path in self.config.get("remove", []):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     os.unlink(path)
 
 
+def _remove_dead_socket(path: str, dev: int, ino: int) -> None:
+    """Remove the unix socket at ``path`` if it is still the file we saw and nobody listens on it."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) != (dev, ino):
+        return  # another X server took the display since
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except ConnectionRefusedError:
+            pass
+        except OSError:
+            return
+        else:
+            return  # someone listens: not ours to remove
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def main() -> int:
-    config = json.loads(sys.argv[1])
-    if config.get("nice"):
-        os.nice(config["nice"])  # a spare starting in the background; inherited by all it starts
+    owner = Owner(sys.stdin.fileno(), sys.stdout.buffer)
+    try:
+        config = owner.read_config(timeout=60)
+    except (OSError, ValueError, EOFError) as exc:
+        owner.emit("error", message=f"no configuration: {exc}", log="")
+        return 1
     if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
-        _emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")
+        owner.emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")
         return 1
-    return Supervisor(config).run()
+    if config.get("nice"):
+        os.nice(config["nice"])  # a spare starting in the background; everything it starts inherits it
+    return Supervisor(config, owner).run()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The system packages desktop_widget needs, for a Debian/Ubuntu machine or image.
 # Used by ./run (demo and tests), by .ci/run through it, and by the Dockerfile.
-#   scripts/install-system.sh          runtime: Xvnc, XFCE, a light WM, fonts
-#   scripts/install-system.sh --dev    also what builds and tests need: Node.js, Chromium, xterm, X tools
+#   scripts/install-system.sh          runtime: Xvnc, XFCE, a light WM, ffmpeg, fonts (CJK, emoji)
+#   scripts/install-system.sh --dev    also what builds and tests need: Node.js, Chromium, X and GL tools, mousepad
 set -euo pipefail
 
 packages=(
@@ -14,9 +14,13 @@ packages=(
   xterm
   ffmpeg                       # d.record: x11grab + H.264 / GIF
   fonts-dejavu-core
+  # CJK (Chinese, Japanese kana, Korean; 5 MB, where fonts-noto-cjk is 91 MB) and colour emoji (11 MB):
+  # without them GTK draws boxes with hex codes.
+  fonts-wqy-microhei fonts-noto-color-emoji
 )
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(chromium x11-utils)
+  packages+=(mesa-utils mousepad)  # glxinfo/glxgears and a GTK editor for tests/test_opengl_fonts.py
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
   python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
   python3 -c "import tkinter" 2>/dev/null || packages+=(python3-tk)

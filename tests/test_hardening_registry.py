@@ -190,6 +190,7 @@ _RACER = """
 import os, sys, time
 from desktop_widget import Desktop
 go = sys.argv[1]
+print("ready", flush=True)
 while not os.path.exists(go):
     time.sleep(0.001)
 d = Desktop(name="race", session="none", geometry=(320, 240))
@@ -207,7 +208,7 @@ def test_two_processes_asking_for_one_name_at_once_get_one_desktop(tmp_path):
         for _ in range(2)
     ]
     try:
-        time.sleep(1.0)  # let both import and wait at the line (no count depends on it)
+        assert [r.stdout.readline().strip() for r in racers] == ["ready", "ready"]  # both imported, both waiting
         go.touch()
         ids = [r.stdout.readline().strip() for r in racers]
         assert all(ids), ids
@@ -231,7 +232,16 @@ def test_conflicting_options_for_a_running_name_are_refused():
             Desktop(name="conf", env={"LANG": "C.UTF-8"})
         with pytest.raises(DesktopError, match="persistent"):
             Desktop(name="conf", persistent=True)
+        with pytest.raises(DesktopError, match="opengl"):
+            Desktop(name="conf", opengl=False)
         assert first.status == "running"
+    # "auto" and the kind it chose are the same desktop; another kind is not.
+    with Desktop(name="conf", geometry=(320, 240)) as auto:
+        chosen = _registry.read(auto.id).options["session_command"]
+        kind = "xfce" if any("xfce4-session" in a for a in chosen) else "wm"
+        assert Desktop(name="conf", session=kind).id == auto.id
+        with pytest.raises(DesktopError, match=r"session='auto' \(asked: 'none'\)"):
+            Desktop(name="conf", session="none")
 
 
 # -- a deep runtime directory ----------------------------------------------------------------------

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from PIL import Image
+
+from tests._cells import near
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
 
 def run(name: str) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
     return nb
 
 
@@ -32,10 +43,21 @@ def test_automation_notebook():
 
 
 @pytest.mark.parametrize("name", ["demo.ipynb"])
-def test_demo_notebook_runs(name):
+def test_demo_notebook_runs(name, artifacts):
     nb = run(name)
     widgets = [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(widgets) == 1
+    # The notebook ends with d.stop(), and what readers of a saved copy see is its last frame, not nothing:
+    # the desktop with the terminal (white, at 40,40) in the widget state, and d.snapshot()'s image.
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    (view,) = [s for s in state.values() if "_desktop_id" in s["state"]]
+    assert view["state"]["status"] == "stopped"
+    (frame,) = [b for b in view["buffers"] if b["path"] == ["_last_frame"]]
+    image = Image.open(io.BytesIO(base64.b64decode(frame["data"]))).convert("RGB")
+    image.save(artifacts / "demo-last-frame.png")
+    assert near(image.getpixel((200, 150)), (255, 255, 255)), image.getpixel((200, 150))
+    assert len(image.getcolors(maxcolors=100_000) or range(100_001)) > 100, "the frame is (nearly) blank"
+    assert "image/png" in outputs(nb)[-1]["data"]  # d.snapshot()
 
 
 def test_teaching_notebook():

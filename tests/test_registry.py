@@ -86,3 +86,26 @@ def test_xauth_entries_parse():
     assert data.count(b"MIT-MAGIC-COOKIE-1") == 2
     assert data[:2] == b"\x01\x00"
     assert b"host" in data
+
+
+def test_entry_is_alive_only_while_its_very_supervisor_runs(tmp_path):
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        entry = info(tmp_path, pid=sleeper.pid)
+        _registry.private_dir(entry.id, tmp_path)
+        _registry.write(entry, tmp_path)
+        assert _registry.read(entry.id, tmp_path) == entry
+        # The same pid, another process (start time): stale, and removed.
+        other = dict(json.loads(entry.to_json()), supervisor_start=entry.supervisor_start.split("/")[0] + "/1")
+        _registry.entry_path(entry.id, tmp_path).write_text(json.dumps(other))
+        assert _registry.read(entry.id, tmp_path) is None
+        assert not _registry.entry_path(entry.id, tmp_path).exists()
+        # No start time at all (not written by this version): ignored, but not ours to delete.
+        _registry.private_dir(entry.id, tmp_path)
+        bare = dict(json.loads(entry.to_json()), supervisor_start="")
+        _registry.entry_path(entry.id, tmp_path).write_text(json.dumps(bare))
+        assert _registry.read(entry.id, tmp_path) is None
+        assert _registry.entry_path(entry.id, tmp_path).exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -136,8 +136,11 @@ def test_registry_entry_pointing_elsewhere_is_not_served(jupyter, tmp_path):
             geometry=(320, 240),
             started=time.time(),
             session="none",
+            # Alive (this process), so that the socket check is what refuses it.
+            supervisor_start=_registry.process_identity(os.getpid()),
         )
         _registry.write(fake)
+        assert _registry.read(fake.id) == fake
         try:
 
             async def status(desktop_id: str) -> int:

@@ -165,7 +165,7 @@ def test_page_shows_the_desktop_live(d, browser, artifacts):
             x, y, w, h = 400, 300, 160, 100
             window = screen.root.create_window(
                 x, y, w, h, 0, screen.root_depth, X.InputOutput, X.CopyFromParent,
-                background_pixel=0xFF3366, override_redirect=True,
+                background_pixel=0xFF3366, override_redirect=True, event_mask=X.ButtonPressMask,
             )  # fmt: skip
             window.map()
             conn.sync()
@@ -191,6 +191,19 @@ def test_page_shows_the_desktop_live(d, browser, artifacts):
                 assert not near(pixel(px, py), PINK), (px, py)
             assert page.locator(".dw-state").text_content() == f"running on {d.display}"
             page.screenshot(path=str(artifacts / "serve-1-page.png"))
+
+            # And it is the whole view, input included: a click on the page reaches the X window.
+            box = canvas.bounding_box()
+            scale = box["width"] / 1024
+            page.mouse.click(box["x"] + (x + 30) * scale, box["y"] + (y + 20) * scale)
+            deadline = time.monotonic() + 10
+            while not conn.pending_events():
+                assert time.monotonic() < deadline, "the click on the page never reached the X window"
+                time.sleep(0.02)
+            event = conn.next_event()
+            assert event.type == X.ButtonPress
+            assert abs(event.root_x - (x + 30)) <= 2
+            assert abs(event.root_y - (y + 20)) <= 2
         finally:
             conn.close()
     finally:

@@ -30,17 +30,32 @@ def supervisor_pid(d: Desktop) -> int:
     return _registry.read(d.id).supervisor_pid
 
 
-def leftovers(d: Desktop, display: str, directory: Path) -> list[str]:
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` now: another test's X server may take the display number once ours is gone."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def x_files(display: str) -> dict[Path, tuple[int, int] | None]:
     n = display.lstrip(":")
-    paths = [_registry.entry_path(d.id), directory, Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}")]
-    return [str(p) for p in paths if p.exists()]
+    return {p: file_identity(p) for p in (Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}"))}
+
+
+def leftovers(d: Desktop, directory: Path, x_before: dict[Path, tuple[int, int] | None]) -> list[str]:
+    """Our files still there (an X file counts only if it is still the very file our X server made)."""
+    left = [str(p) for p in (_registry.entry_path(d.id), directory) if p.exists()]
+    return left + [str(p) for p, ident in x_before.items() if ident is not None and file_identity(p) == ident]
 
 
 @pytest.mark.parametrize("session", ["wm", "xfce"])
 def test_start_answers_rfb_no_listeners_stop_leaves_nothing(session):
     d = Desktop(session=session, geometry=(1024, 640))
     directory = Path(d.env["XAUTHORITY"]).parent
-    display = d.display
+    x_before = x_files(d.display)
+    assert any(x_before.values())  # the X socket at least
     assert rfb_banner(str(directory / "rfb.sock")).startswith(b"RFB 003.")
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     assert oct((directory / "rfb.sock").stat().st_mode & 0o777) == "0o600"
@@ -52,7 +67,7 @@ def test_start_answers_rfb_no_listeners_stop_leaves_nothing(session):
     assert inet_listeners(pids) == []
     d.stop()
     assert wait_gone(pids, 5) == set()
-    assert leftovers(d, display, directory) == []
+    assert leftovers(d, directory, x_before) == []
     assert d.status == "stopped"
     d.stop()  # idempotent
 

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import nbformat
@@ -13,7 +14,7 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
-from desktop_widget import Desktop, DesktopStopped, _snapshot, _x
+from desktop_widget import Desktop, DesktopStopped, _registry, _snapshot, _x
 from tests._cells import DEMO, PINK, near, pixels_cell, write_notebook
 
 PIXELS = pixels_cell("dw-test: pixels")
@@ -156,12 +157,15 @@ def test_display_bundle_has_readable_text_and_the_screen(tmp_path):
         assert "image/jpeg" not in bundle
         assert "application/vnd.jupyter.widget-view+json" in bundle
         text = bundle["text/plain"]
-        assert f"Desktop {d.id}: running on display {d.display} (800x600)" in text
+        # Displayed as it starts: nothing read from its screen (not even its size) to keep the output quick.
+        assert text.startswith(f"Desktop {d.id}: running on display {d.display}.\n")
         assert "pip install desktop_widget" in text
         assert "Jupyter server" in text
         assert "object at 0x" not in text
         _painter = paint(d, 100, 100, 200, 100)
+        _snapshot._after_cell()  # what IPython runs after each cell
         bundle = d._repr_mimebundle_()
+        assert bundle["text/plain"].startswith(f"Desktop {d.id}: running on display {d.display} (800x600).\n")
         shown = Image.open(io.BytesIO(base64.b64decode(bundle["image/jpeg"]))).convert("RGB")
         assert shown.size == (800, 600)
         assert near(shown.getpixel((200, 150)), PINK)
@@ -201,3 +205,16 @@ def test_encode_caps_width_and_bytes():
     assert mime == "image/jpeg"
     assert image.size == (1280, 800)
     assert len(data) <= _snapshot.MAX_BYTES
+
+
+def test_display_reads_a_desktop_that_is_not_fresh_without_any_cell_hook():
+    """display(d) in a later cell of the same script or cell: the screen is read at display time."""
+    with Desktop(session="none", geometry=(640, 480)) as d:
+        _painter = paint(d, 300, 200, 100, 80)
+        started = _registry.read(d.id).started
+        while time.time() - started <= 1.5:  # older than a desktop that is still drawing its first frame
+            time.sleep(0.05)
+        bundle = d._repr_mimebundle_()
+        shown = Image.open(io.BytesIO(base64.b64decode(bundle["image/jpeg"]))).convert("RGB")
+        assert near(shown.getpixel((350, 240)), PINK)
+        assert not near(shown.getpixel((100, 100)), PINK)

@@ -10,16 +10,17 @@ requests to those CDNs are answered from ``tests/static_html/node_modules``
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import anywidget
 import pytest
-from nbconvert import HTMLExporter
 from playwright.sync_api import expect
 
 from tests._cells import DEMO, pixels_cell, write_notebook
 from tests._frames import assert_frame_shows_window
-from tests.test_snapshot import execute, window_of
+from tests.test_snapshot import WINDOW
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +50,10 @@ def local_file(url: str) -> Path | None:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """The notebook that leaves its desktop running until the kernel exits, executed and exported to HTML."""
+    """The notebook that leaves its desktop running until the kernel exits, run and exported as a teacher would:
+
+    ``jupyter nbconvert --to html --execute --ExecutePreprocessor.store_widget_state=True``.
+    """
     if not (HTML_MANAGER / "embed-amd.js").is_file():
         pytest.fail(
             "tests/static_html/node_modules is missing: run `npm ci --prefix tests/static_html` (./run test does)"
@@ -57,10 +61,23 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("html")
     path = tmp / "running.ipynb"
     write_notebook(path, DEMO, pixels_cell("dw-test: pixels"))
-    nb = execute(path)
-    html, _ = HTMLExporter().from_notebook_node(nb)
-    (tmp / "running.html").write_text(html)
-    return html, window_of(nb)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "jupyter"),
+            "nbconvert",
+            "--to=html",
+            "--execute",
+            "--ExecutePreprocessor.store_widget_state=True",
+            "--ExecutePreprocessor.kernel_name=python3",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    html = (tmp / "running.html").read_text()
+    window = tuple(int(n) for n in WINDOW.search(html).groups())
+    return html, window
 
 
 def test_exported_html_shows_the_last_frame(exported, browser, artifacts):
