@@ -162,8 +162,9 @@ def test_two_kernels_claiming_at_once_get_different_desktops(server, runtime, tm
         {"cwd": "/"},
         {"name": "not-a-spare"},
         {"frame_rate": 60},
+        {"opengl": False},
     ],
-    ids=["session", "env", "geometry", "cwd", "name", "frame_rate"],
+    ids=["session", "env", "geometry", "cwd", "name", "frame_rate", "opengl"],
 )
 def test_non_default_options_never_come_from_the_pool(server, runtime, args):
     before = wait_spares(runtime, 1)
