@@ -403,7 +403,8 @@ def _first_cell_section(fc: dict | None) -> list[str]:
             f"- a ready spare desktop at idle ({idle['idle_s']:g} s, nobody using it): {idle['cpu_pct']} % of a core,"
             f" {idle['pss_mib']} MiB PSS / {idle['uss_mib']} MiB USS / {idle['rss_mib']} MiB RSS in"
             f" {idle['processes']} processes (PSS/USS MiB: {', '.join(idle['largest'])});"
-            f" the spare was claimed in {fc['spare'].get('claimed_spare')} of {len(fc['spare'].get('trials', []))} trials."
+            f" the spare was claimed in {fc['spare'].get('claimed_spare')} of {len(fc['spare'].get('trials', []))} trials"
+            f" and resized to its view in {fc['spare'].get('resized_to_view')}."
         )
     for who in ("ours", "upstream"):
         cal = _get(fc, who, "panel_calibration")
