@@ -540,6 +540,11 @@ def api_speed(ours: Ours, n: int, results_dir: Path) -> dict:
             out["type_error"] = repr(exc)
 
         try:
+            out.update(_click_speed(h))
+        except Exception as exc:
+            out["click_error"] = repr(exc)
+
+        try:
             out.update(_vision_speed(h, n))
         except Exception as exc:
             out["vision_error"] = repr(exc)
@@ -630,6 +635,17 @@ def _type_speed(h) -> dict:
         with contextlib.suppress(OSError):
             target.unlink()
             target.parent.rmdir()
+
+
+def _click_speed(h) -> dict:
+    """``d.click(count=N)``: time per click at growing N (flat when linear; it was quadratic, issue 9)."""
+    w, hgt = h.size
+    out = {}
+    for count in (1_000, 10_000, 30_000):
+        t0 = time.perf_counter()
+        h.click(w - 5, hgt - 5, button="forward", count=count)  # a button nothing on the desktop acts on
+        out[f"click_us_per_click_{count}"] = round((time.perf_counter() - t0) / count * 1e6, 1)
+    return out
 
 
 def close_page_of(target) -> None:

@@ -636,6 +636,12 @@ def _api_section(api: dict | None) -> list[str]:
             if "type_chars" in api
             else api.get("type_error", "–"),
         ],
+        [
+            "`d.click(count=N)` per click, N = 1k / 10k / 30k (flat = linear)",
+            " / ".join(f"{api.get(f'click_us_per_click_{n}', '–')} µs" for n in (1_000, 10_000, 30_000))
+            if "click_us_per_click_1000" in api
+            else api.get("click_error", "–"),
+        ],
         [f"`d.screenshot()` {api.get('screenshot_size')}", fmt(api.get("screenshot_ms"), digits=1, unit=" ms")],
         *[
             [

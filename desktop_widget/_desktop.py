@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import threading
@@ -33,6 +34,11 @@ _vision = _lazy.module("._vision", __package__)
 _widget = _lazy.module("._widget", __package__)
 _windows = _lazy.module("._windows", __package__)
 _x = _lazy.module("._x", __package__)
+
+log = logging.getLogger(__name__)
+
+#: Seconds for the clean-up after an interrupted call, and for releasing keys at stop.
+_REPAIR_DEADLINE = 1.0
 
 #: The size of the last primary view in this process: a new desktop starts at
 #: it, so that the view does not have to resize it (and XFCE draw twice).
@@ -66,14 +72,57 @@ class _Resources:
         self.served = None  # the ViewServer of serve(), if any
         self.wm_seen = False
         self.touched = 0.0
+        self.stale: int | None = None  # resource id base of a connection dropped mid-call, until repaired
+
+    def connection(self, connect: Callable[[], Any]) -> Any:
+        """The X connection, opened (and the state a dropped one left behind repaired) if needed."""
+        if self.conn is None:
+            conn = connect()
+            if self.stale is not None:
+                try:
+                    self._repair(conn)
+                except BaseException:
+                    _x.drop(conn)
+                    raise
+            self.conn = conn
+        return self.conn
+
+    def _repair(self, conn: Any) -> None:
+        """Release the buttons and keys an interrupted call left down, and restore the keymap."""
+        _x.forgotten(conn, self.stale, _REPAIR_DEADLINE)  # its last requests must not come after the repair
+        _pointer.release_buttons(conn)
+        if self.keyboard is not None:
+            self.keyboard.reset(conn)
+        conn.sync()
+        self.stale = None
+
+    def forget(self, conn: Any) -> None:
+        """Drop ``conn`` after a call on it was interrupted or failed; the next call opens another."""
+        if conn is self.conn:
+            self.conn = None
+            self.stale = conn.display.info.resource_id_base
+            if self.keyboard is not None:
+                self.keyboard.detach()
+        _x.drop(conn)
+
+    def forget_clipboard(self) -> None:
+        if self.clipboard is not None:
+            self.clipboard.close()
+            self.clipboard = None
 
     def release(self) -> None:
-        with self.lock:
+        # Waits at most a few seconds: for a call under way (its X waits have a
+        # deadline), then for the X server on each connection.
+        locked = self.lock.acquire(timeout=2 * _x.DEADLINE)
+        try:
             _record.stop_all(self.recordings)  # while the X server is still there
             if self.served is not None:
                 self.served.stop()
                 self.served = None
             _apps.stop_all(self.apps)
+            for conn in (self.conn, self.clipboard and self.clipboard.conn):
+                if conn is not None:
+                    _x.set_deadline(conn, _REPAIR_DEADLINE)
             if self.keyboard is not None:
                 with contextlib.suppress(Exception):
                     self.keyboard.close()
@@ -81,10 +130,11 @@ class _Resources:
                 self.clipboard.close()
             if self.frames is not None:
                 self.frames.close()
-            if self.conn is not None:
-                with contextlib.suppress(Exception):
-                    self.conn.close()
+            _x.drop(self.conn)
             self.conn = self.keyboard = self.clipboard = None
+        finally:
+            if locked:
+                self.lock.release()
 
 
 def _shutdown(session: Session, resources: _Resources) -> None:
@@ -100,7 +150,9 @@ class Desktop:
     the interpreter exits, and within moments if the process is killed.
 
     Display it (last expression of a cell, or ``display(d)``) for a live view;
-    every view connects through the Jupyter server, never a network port.
+    every view connects through the Jupyter server's route or, where there is
+    none, through the widget's comm and this kernel (``transport``), never a
+    network port.
     Everything else (keys, pointer, windows, screenshots) acts on the X server
     directly from Python: it works with no view open and while a cell runs.
     """
@@ -110,6 +162,7 @@ class Desktop:
     height = _ViewTrait()
     quality = _ViewTrait()
     compression = _ViewTrait()
+    transport = _ViewTrait()
 
     def __init__(
         self,
@@ -121,6 +174,7 @@ class Desktop:
         height: str = "600px",
         quality: int = 6,
         compression: int = 2,
+        transport: str = "auto",
         frame_rate: int = DEFAULT_FRAME_RATE,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
@@ -140,7 +194,7 @@ class Desktop:
             geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
         )
         # Checked before anything starts so that bad view arguments fail early.
-        view_args = _options.check_view(view_only, scale, height, quality, compression)
+        view_args = _options.check_view(view_only, scale, height, quality, compression, transport)
         asked = {
             "session_command": session != "auto",
             "opengl": not opengl,
@@ -189,7 +243,15 @@ class Desktop:
         self._adopt(session, views[0], owned=True)
 
     @classmethod
-    def attach(cls, id_or_name: str, *, view_only: bool = False, scale: bool = True, height: str = "600px") -> Desktop:
+    def attach(
+        cls,
+        id_or_name: str,
+        *,
+        view_only: bool = False,
+        scale: bool = True,
+        height: str = "600px",
+        transport: str = "auto",
+    ) -> Desktop:
         """Show and script a desktop that another kernel (or the launcher) started.
 
         The desktop stays its owner's: it does not stop when this object goes,
@@ -200,7 +262,7 @@ class Desktop:
         if info is None:
             running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
             raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
-        view = _widget.DesktopView(view_only=view_only, scale=scale, height=height)
+        view = _widget.DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
         desktop = cls.__new__(cls)
         desktop._adopt(AttachedSession(info), view, owned=False)
         return desktop
@@ -287,16 +349,54 @@ class Desktop:
 
     @contextlib.contextmanager
     def _x(self) -> Iterator[Any]:
-        """The kernel's X connection to this desktop, one user at a time."""
+        """The kernel's X connection to this desktop, one user at a time.
+
+        A call that is interrupted (KeyboardInterrupt), outlasts the X
+        deadline or breaks the connection leaves python-xlib mid-request:
+        the connection is dropped, and buttons, keys and keymap are put right
+        on a fresh one (now, or at the next call if the server does not
+        answer). Errors that leave the connection sound (bad input, an X
+        error reply) keep it.
+        """
         self._require_running()
+        resources = self._resources
         now = time.monotonic()
-        if now - self._resources.touched > 1.0:  # scripting counts as use (idle_timeout)
-            self._resources.touched = now
+        if now - resources.touched > 1.0:  # scripting counts as use (idle_timeout)
+            resources.touched = now
             touch(self._session.directory / "activity")
-        with self._resources.lock:
-            if self._resources.conn is None:
-                self._resources.conn = _x.connect(self.display, self._session.xauthority)
-            yield self._resources.conn
+        with resources.lock:
+            conn = resources.connection(self._connect)
+            try:
+                yield conn
+            except BaseException as exc:
+                clipboard = resources.clipboard.conn if resources.clipboard is not None else None
+                late = _x.expired(conn) or (clipboard is not None and _x.expired(clipboard))
+                if clipboard is not None and not (isinstance(exc, Exception) and _x.alive(clipboard)):
+                    resources.forget_clipboard()
+                if isinstance(exc, Exception) and _x.alive(conn):
+                    raise
+                resources.forget(conn)
+                if late:
+                    raise self._late() from exc
+                try:  # put keys and buttons right now, not only at the next call
+                    resources.connection(functools.partial(self._connect, _REPAIR_DEADLINE))
+                except Exception:
+                    log.info("desktop %s: repair after a broken call deferred to the next call", self.id, exc_info=True)
+                raise
+
+    def _connect(self, deadline: float | None = None) -> Any:
+        deadline = _x.DEADLINE if deadline is None else deadline
+        try:
+            return _x.connect(self.display, self._session.xauthority, deadline)
+        except TimeoutError as exc:
+            raise self._late(deadline) from exc
+
+    def _late(self, deadline: float | None = None) -> TimeoutError:
+        deadline = _x.DEADLINE if deadline is None else deadline
+        return TimeoutError(
+            f"desktop {self.id} (display {self.display}) did not answer within {deadline:g} s: its X server is "
+            "stopped or overloaded. The call was abandoned; the next one connects again."
+        )
 
     def _keyboard(self, conn: Any) -> Any:
         if self._resources.keyboard is None:
@@ -361,9 +461,7 @@ class Desktop:
             raise ValueError(f"count must be a positive int; got {count!r}")
         with self._x() as conn:
             _pointer.move(conn, *self._point(conn, x, y))
-            for _ in range(count):
-                _pointer.press(conn, number)
-                _pointer.release(conn, number)
+            _pointer.click(conn, number, count)
             conn.sync()
 
     def double_click(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
@@ -526,9 +624,6 @@ class Desktop:
             size = _screen.size(conn)
         return (0, 0, *size) if region is None else _screen.check_region(region, size)
 
-    def _connect(self) -> Any:
-        return _x.connect(self.display, self._session.xauthority)
-
     def wait_until_stable(self, duration: float = 0.5, timeout: float = 10.0, region: tuple | None = None) -> None:
         """Return once the screen (or ``region``) has not changed for ``duration`` s; ``TimeoutError`` otherwise."""
         duration, timeout = _vision.check_seconds("duration", duration), _vision.check_seconds("timeout", timeout)
@@ -636,7 +731,7 @@ class Desktop:
         if self._resources.clipboard is None:
             from ._clipboard import Clipboard
 
-            self._resources.clipboard = Clipboard(_x.connect(self.display, self._session.xauthority))
+            self._resources.clipboard = Clipboard(self._connect())
         return self._resources.clipboard
 
     # -- environment ---------------------------------------------------------

@@ -29,13 +29,15 @@ busy for longer defeats.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import logging
+import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -43,6 +45,8 @@ from Xlib import X
 from Xlib.display import Display
 from Xlib.error import CatchError
 from Xlib.ext import record
+
+from . import _x
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +311,7 @@ class _Recorder:
         self._fetched_at: dict[int, int] = {}  # client id base -> position of its last modifier map fetch
         self._state = "starting"
         self._data = connect()
+        _x.set_deadline(self._data, math.inf)  # it waits for recorded data on purpose
         nothing = {
             "core_requests": (0, 0),
             "core_replies": (0, 0),
@@ -400,17 +405,20 @@ class _Recorder:
         return self._state == "recording"
 
     def close(self) -> None:
-        try:
-            self._conn.record_disable_context(self._context)
-            self._conn.record_free_context(self._context)
-            self._conn.sync()
-        except Exception:
-            log.debug("could not disable keymap recording", exc_info=True)
-        self._thread.join(2.0)
-        try:
-            self._data.close()
-        except Exception:
-            log.debug("could not close the recording connection", exc_info=True)
+        """Stop recording; never waits long, also when the X server does not answer."""
+        if _x.alive(self._conn):
+            try:
+                self._conn.record_disable_context(self._context)
+                self._conn.record_free_context(self._context)
+                self._conn.sync()
+            except Exception:
+                log.debug("could not disable keymap recording", exc_info=True)
+        self.abandon()
+        self._thread.join(1.0)
+
+    def abandon(self) -> None:
+        """Drop the recording connection, which ends the thread; sends nothing on the keyboard's connection."""
+        _x.drop(self._data)
 
 
 # -- the keyboard --------------------------------------------------------------
@@ -450,12 +458,38 @@ class Keyboard:
         self._down: list[int] = []  # keycodes pressed by the operation under way
         self._changes = 0  # ChangeKeyboardMapping requests sent
         self._unflushed = 0
+        self._connect = connect
         self._recorder: _Recorder | None = None
-        if connect is not None:
-            try:
-                self._recorder = _Recorder(conn, connect)
-            except Exception:
-                log.warning("cannot watch keymap changes (RECORD); pausing %.2f s instead", settle, exc_info=True)
+        self._start_recorder()
+
+    def _start_recorder(self) -> None:
+        if self._connect is None or self._recorder is not None:
+            return
+        try:
+            self._recorder = _Recorder(self._conn, self._connect)
+        except Exception:
+            log.warning("cannot watch keymap changes (RECORD); pausing %.2f s instead", self.settle, exc_info=True)
+            self._connect = None  # RECORD refused: do not try again on every call
+
+    @contextlib.contextmanager
+    def _operation(self, keymap: _Keymap | None = None) -> Iterator[None]:
+        """Release what the block pressed and restore the keymap after it, unless the connection broke.
+
+        An interrupt (KeyboardInterrupt and the like) can leave python-xlib
+        with half a request written: nothing more is sent on that connection.
+        The owner drops it and calls :meth:`reset` with a new one.
+        """
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, Exception) and _x.alive(self._conn):
+                try:
+                    self._finish(keymap)
+                except Exception:
+                    log.warning("could not release keys or restore the keymap", exc_info=True)
+            raise
+        else:
+            self._finish(keymap)
 
     # -- public ----------------------------------------------------------------
     def key(self, *combos: str) -> None:
@@ -484,7 +518,7 @@ class Keyboard:
         keysyms = _parse(name)
         with self._lock:
             keymap = _Keymap.read(self._conn)
-            try:
+            with self._operation(keymap):
                 self._bind(keymap, [ks for ks in dict.fromkeys(keysyms) if ks not in keymap.where])
                 added: list[tuple[int, int]] = []
                 for keysym in keysyms:
@@ -496,49 +530,75 @@ class Keyboard:
                     added.append((keysym, keycode))
                 self._held.extend(added)
                 self._down.clear()  # held now: _finish must not release them
-            finally:
-                self._finish(keymap)
 
     def key_up(self, name: str) -> None:
         """Release what :meth:`key_down` pressed for ``name`` (or just release the key)."""
         keysyms = _parse(name)
-        with self._lock:
-            try:
-                for keysym in reversed(keysyms):
-                    index = next((i for i in range(len(self._held) - 1, -1, -1) if self._held[i][0] == keysym), None)
-                    if index is None:
-                        location = _Keymap.read(self._conn).where.get(keysym)
-                        if location is not None:
-                            self._fake(X.KeyRelease, location[0])
-                        continue
-                    _, keycode = self._held.pop(index)
-                    self._fake(X.KeyRelease, keycode)
-                    if index > 0 and self._held[index - 1][0] == 0:  # the shift pressed for it
-                        self._fake(X.KeyRelease, self._held.pop(index - 1)[1])
-            finally:
-                self._finish()
+        with self._lock, self._operation():
+            for keysym in reversed(keysyms):
+                index = next((i for i in range(len(self._held) - 1, -1, -1) if self._held[i][0] == keysym), None)
+                if index is None:
+                    location = _Keymap.read(self._conn).where.get(keysym)
+                    if location is not None:
+                        self._fake(X.KeyRelease, location[0])
+                    continue
+                _, keycode = self._held.pop(index)
+                self._fake(X.KeyRelease, keycode)
+                if index > 0 and self._held[index - 1][0] == 0:  # the shift pressed for it
+                    self._fake(X.KeyRelease, self._held.pop(index - 1)[1])
 
     def release_all(self) -> None:
         """Release every key held by :meth:`key_down` and restore the keymap."""
-        with self._lock:
-            try:
-                for _, keycode in reversed(self._held):
-                    self._fake(X.KeyRelease, keycode)
-                self._held.clear()
-            finally:
-                self._finish()
+        with self._lock, self._operation():
+            for _, keycode in reversed(self._held):
+                self._fake(X.KeyRelease, keycode)
+            self._held.clear()
 
     def close(self) -> None:
         """Release held keys, restore the keymap and stop watching keymap fetches; safe once the X server is gone."""
         with self._lock:
             try:
-                self.release_all()
+                if _x.alive(self._conn):
+                    self.release_all()
             except Exception:  # the display is gone: nothing left to release or restore
                 log.debug("could not release keys on close", exc_info=True)
             finally:
                 if self._recorder is not None:
                     self._recorder.close()
                     self._recorder = None
+
+    def detach(self) -> None:
+        """The keyboard's connection was dropped: stop watching (nothing is sent); :meth:`reset` follows."""
+        with self._lock:
+            if self._recorder is not None:
+                self._recorder.abandon()
+                self._recorder = None
+
+    def reset(self, conn: Display) -> None:
+        """Carry on with ``conn`` after the last one was dropped in the middle of an operation.
+
+        Releases every key the server has down except those :meth:`key_down`
+        holds, and gives the spare keycodes bound for the moment their old
+        keysyms back: the state an interrupted ``type`` leaves behind. The
+        text the client had not yet translated may come out wrong; nothing
+        is left pressed or rebound.
+        """
+        with self._lock:
+            self.detach()
+            self._conn = conn
+            self._down.clear()
+            self._unflushed = 0
+            held = {kc for _, kc in self._held}
+            down = conn.query_keymap()
+            for keycode in range(conn.display.info.min_keycode, conn.display.info.max_keycode + 1):
+                if down[keycode // 8] & (1 << (keycode % 8)) and keycode not in held:
+                    self._fake(X.KeyRelease, keycode)
+            for keycode in [kc for kc in self._original if kc not in held]:
+                conn.change_keyboard_mapping(keycode, [self._original.pop(keycode)])
+                self._bound.pop(keycode, None)
+                self._changes += 1
+            conn.sync()
+            self._start_recorder()
 
     # -- sending ---------------------------------------------------------------
     def _fake(self, event: int, keycode: int) -> None:
@@ -570,7 +630,7 @@ class Keyboard:
         if not strokes:
             return
         keymap = _Keymap.read(self._conn)
-        try:
+        with self._operation(keymap):
             for batch in self._batches(keymap, strokes):
                 self._bind(keymap, batch.missing)
                 for stroke in batch.strokes:
@@ -578,8 +638,6 @@ class Keyboard:
                     if delay > 0:
                         self._flush()
                         time.sleep(delay)
-        finally:
-            self._finish(keymap)
 
     def _stroke(self, keymap: _Keymap, stroke: tuple[int, ...]) -> None:
         if len(stroke) == 1:

@@ -116,13 +116,19 @@ class DesktopPageHandler(_Authorized):
 
     @web.authenticated
     async def get(self) -> None:
-        info = self.launcher.current()
+        try:
+            info, error = self.launcher.current(), ""
+            state = _state(info)
+        except DesktopError as exc:  # e.g. a registry that is not safe to use: the page says why
+            info, error = None, str(exc)
+            state = {"id": "", "status": "failed", "ws_path": ""}
         base_url = self.base_url
         hub = os.environ.get("JUPYTERHUB_BASE_URL")
         config = {
             "baseUrl": base_url,
-            "desktop": _state(info),
-            "autostart": info is None,
+            "desktop": state,
+            "error": error,
+            "autostart": info is None and not error,
             "labUrl": url_path_join(base_url, "lab"),
             "hubUrl": url_path_join(hub, "hub/home") if hub and os.environ.get("JUPYTERHUB_API_TOKEN") else "",
             "xsrf": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,

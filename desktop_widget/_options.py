@@ -23,6 +23,8 @@ XDG_DEFAULTS = Path(__file__).with_name("xdg")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: What a view's ``height`` may be.
 CSS_LENGTH = re.compile(r"\d+(\.\d+)?(px|em|rem|vh|%)")
+#: How a view reaches the desktop: the server's route, the kernel's comm, or whichever works.
+VIEW_TRANSPORTS = ("auto", "server", "comm")
 #: Xvnc's update clock. An update waits about half a frame for it, so 240 Hz
 #: gives ~4 ms instead of ~10 ms at 60 Hz; the clock stops when the screen is
 #: still, so idle CPU is 0 at any rate (benchmarks/: the frame-rate table).
@@ -154,7 +156,9 @@ def check_env(env: object, what: str) -> None:
             raise ValueError(f"{what} must not set {var}: the session and every launched program get {why}")
 
 
-def check_view(view_only: object, scale: object, height: object, quality: object, compression: object) -> dict:
+def check_view(
+    view_only: object, scale: object, height: object, quality: object, compression: object, transport: object = "auto"
+) -> dict:
     """The view's arguments, checked as its traits will check them, but without importing anywidget."""
     for name, value in (("view_only", view_only), ("scale", scale)):
         if not isinstance(value, bool):
@@ -164,7 +168,16 @@ def check_view(view_only: object, scale: object, height: object, quality: object
     for name, value in (("quality", quality), ("compression", compression)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
             raise ValueError(f"{name} must be an int from 0 to 9; got {value!r}")
-    return {"view_only": view_only, "scale": scale, "height": height, "quality": quality, "compression": compression}
+    if transport not in VIEW_TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(map(repr, VIEW_TRANSPORTS))}; got {transport!r}")
+    return {
+        "view_only": view_only,
+        "scale": scale,
+        "height": height,
+        "quality": quality,
+        "compression": compression,
+        "transport": transport,
+    }
 
 
 def find_xvnc() -> str:

@@ -7,6 +7,7 @@ from Xlib.display import Display
 from Xlib.ext import xtest
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
+_FLUSH_EVERY = 128  # requests; python-xlib joins its whole send queue byte string by byte string
 
 
 def button_number(button: object) -> int:
@@ -43,10 +44,30 @@ def position(conn: Display) -> tuple[int, int]:
     return reply.root_x, reply.root_y
 
 
+def click(conn: Display, button: int, count: int) -> None:
+    """Press and release ``button`` ``count`` times, sent in short batches.
+
+    python-xlib builds what it sends by joining every queued request to one
+    growing byte string, so a long unflushed queue costs quadratic time
+    (30,000 clicks took 16 s); short batches keep it linear, and an
+    interrupt lands between two of them.
+    """
+    for i in range(count):
+        press(conn, button)
+        release(conn, button)
+        if i % (_FLUSH_EVERY // 2) == _FLUSH_EVERY // 2 - 1:
+            conn.flush()
+
+
 def scroll(conn: Display, dy: int, dx: int) -> None:
     """Positive ``dy`` scrolls down (button 5), negative up (4); ``dx`` right (7) / left (6)."""
     for amount, positive, negative in ((dy, 5, 4), (dx, 7, 6)):
-        button = positive if amount > 0 else negative
-        for _ in range(abs(amount)):
-            press(conn, button)
+        click(conn, positive if amount > 0 else negative, abs(amount))
+
+
+def release_buttons(conn: Display) -> None:
+    """Release every button the server has down (after an interrupted click or drag)."""
+    mask = conn.screen().root.query_pointer().mask
+    for button in range(1, 6):
+        if mask & (X.Button1Mask << (button - 1)):
             release(conn, button)

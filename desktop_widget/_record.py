@@ -172,6 +172,9 @@ class Recording:
             self._stopped = True
             if self._marker is not None:
                 self._marker.close()
+            if self._proc.poll() is not None:
+                # x11grab lost the screen: the desktop stopped, or its screen shrank (d.resize, a view).
+                log.warning("the recording %s had ended by itself: the screen went away or shrank", self.path.name)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._proc.pid, signal.SIGINT)
             try:

@@ -54,7 +54,7 @@ class DesktopInfo:
     #: Which process ``supervisor_pid`` is: boot id and start time (``process_identity``).
     supervisor_start: str = ""
     #: What the desktop was started with, to tell a second ``Desktop(name=...)`` that asks for another one.
-    options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict, hash=False)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -55,7 +55,9 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         except DesktopError as exc:  # a registry that is not safe to use: say why, connect to nothing
             raise web.HTTPError(500, str(exc)) from exc
         if self._socket is None:
-            raise web.HTTPError(404, f"no running desktop {desktop_id!r}")
+            # The reason phrase tells a view "our route, but not this desktop"
+            # apart from a server without the extension (also a 404).
+            raise web.HTTPError(404, f"no running desktop {desktop_id!r}", reason="No Such Desktop")
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             # A plain GET: the view probes the route when its WebSocket never
             # connects (browsers report those failures only as code 1006).

@@ -69,15 +69,23 @@ def decode(data: bytes) -> Image.Image:
 
 
 def looks_blank(conn: Any) -> bool:
-    """Whether the screen seems to show nothing yet (before the session draws): 3x3 sample points of one colour.
+    """Whether the screen seems to show nothing yet (before the session draws): 5 rows and 5 columns of one colour.
 
-    Nine one-pixel reads (~1 ms) instead of a whole grab (~10-40 ms), so
-    that displaying a desktop that has just started costs next to nothing.
+    Ten one-pixel-thin reads (~1-2 ms) instead of a whole grab (~10-40 ms);
+    only a window smaller than a sixth of the screen each way, between the
+    lines, goes unseen.
     """
     width, height = _screen.size(conn)
-    points = [(width * i // 4, height * j // 4) for i in (1, 2, 3) for j in (1, 2, 3)]
-    colours = {_screen.grab(conn, (x, y, 1, 1)).getpixel((0, 0)) for x, y in points}
-    return len(colours) == 1
+    lines = [(0, height * j // 6, width, 1) for j in range(1, 6)] + [
+        (width * i // 6, 0, 1, height) for i in range(1, 6)
+    ]
+    colours: set[tuple[int, int, int]] = set()
+    for line in lines:
+        low, high = zip(*_screen.grab(conn, line).getextrema(), strict=True)
+        colours.update((low, high))
+        if len(colours) > 1:
+            return False
+    return True
 
 
 class _Damage:
@@ -155,8 +163,8 @@ class LastFrame:
                     return None
                 watcher.reset()
                 screen = _screen.grab(watcher.conn, (0, 0, *_screen.size(watcher.conn)))
-            except Exception as exc:  # the X server went away: keep the frame we have
-                log.debug("no frame from %s: %s", self._address[0], exc)
+            except Exception as exc:  # e.g. the X server went away: keep the frame we have
+                self._failed(exc)
                 return None
             self._store(screen)
             return screen
@@ -174,7 +182,7 @@ class LastFrame:
             try:
                 return self._watcher().changed()
             except Exception as exc:
-                log.debug("no damage report from %s: %s", self._address[0], exc)
+                self._failed(exc)
                 return False
 
     def screen_size(self) -> tuple[int, int] | None:
@@ -199,14 +207,25 @@ class LastFrame:
             self._view._last_frame = data
         self.refreshes += 1
 
+    def _failed(self, exc: Exception) -> None:
+        """After an X failure (lock held): stop watching for good if the X server is gone."""
+        from Xlib.error import ConnectionClosedError, DisplayError
+
+        log.debug("no frame from %s: %r", self._address[0], exc)
+        if isinstance(exc, (ConnectionClosedError, DisplayError, OSError)):
+            self._close()  # (stopped by another process or its idle timeout: no cell pays for it again)
+
+    def _close(self) -> None:
+        self._closed = True
+        if self._damage is not None:
+            self._damage.close()
+            self._damage = None
+        _keepers.discard(self)
+
     def close(self) -> None:
         """Stop watching (the desktop stops); the frame stays in the view."""
         with self._lock:
-            self._closed = True
-            if self._damage is not None:
-                self._damage.close()
-                self._damage = None
-        _keepers.discard(self)
+            self._close()
 
 
 def stored(view: Any) -> Image.Image | None:

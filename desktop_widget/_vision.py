@@ -84,9 +84,10 @@ def changes(connect: Callable[[], Display]) -> Iterator[Callable[[float], bool]]
                 for _ in range(conn.pending_events()):  # reads what has arrived, without blocking
                     seen = conn.next_event().type == code or seen
                 if seen:
-                    # Re-arm: the next drawing reports again.
+                    # Re-arm: the next drawing reports again. A round trip, so that the caller's
+                    # next read (on another connection) comes after it: drawing between the two is seen.
                     conn.damage_subtract(handle, X.NONE, X.NONE)
-                    conn.flush()
+                    conn.sync()
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

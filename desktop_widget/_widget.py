@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import anywidget
 import traitlets
 
-from ._options import CSS_LENGTH
+from . import _registry
+from ._comm import CommTunnel
+from ._errors import DesktopError
+from ._options import CSS_LENGTH, VIEW_TRANSPORTS
+
+log = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).with_name("static")
 _BUNDLE = _STATIC / "widget.js"
@@ -44,6 +51,11 @@ class DesktopView(anywidget.AnyWidget):
     clipboard = traitlets.Unicode("").tag(sync=True)
     #: The primary view's size in CSS pixels, reported by the view.
     _view_size = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    #: How views reach the desktop: "server" (the Jupyter server's route), "comm"
+    #: (RFB through this widget's comm and the kernel), or "auto": the route when
+    #: the page is a Jupyter server page whose route answers for this desktop,
+    #: else the comm.
+    transport = traitlets.Enum(VIEW_TRANSPORTS, default_value="auto").tag(sync=True)
     #: The desktop's last frame (encoded image; binary in saved widget state), its MIME type and
     #: when it was taken (seconds since the epoch): shown where the live desktop cannot be (_snapshot).
     _last_frame = traitlets.Bytes(b"").tag(sync=True)
@@ -55,6 +67,35 @@ class DesktopView(anywidget.AnyWidget):
         if unknown:
             raise TypeError(f"unknown DesktopView argument(s): {', '.join(sorted(unknown))}")
         super().__init__(**kwargs)
+        self._tunnel = CommTunnel(self._send_message, self._socket_path)
+        self.on_msg(self._on_message)
+
+    def _send_message(self, content: dict, buffers: list) -> None:
+        self.send(content, buffers=buffers or None)
+
+    def _socket_path(self) -> str | None:
+        if self.status not in ("running", "session-exited"):
+            return None
+        try:
+            return _registry.socket_for(self._desktop_id)
+        except DesktopError as exc:  # a registry not safe to use: connect to nothing
+            log.warning("desktop %s: %s", self._desktop_id, exc)
+            return None
+
+    def _on_message(self, _widget: Any, content: Any, buffers: list) -> None:
+        self._tunnel.handle(content, buffers)
+
+    @traitlets.observe("status")
+    def _on_status(self, change: dict) -> None:
+        if change["new"] in ("stopped", "failed"):
+            # The desktop is gone: its connections end here, not when a read fails.
+            self._tunnel.close_all(f"the desktop {change['new']}")
+
+    def close(self) -> None:
+        tunnel = getattr(self, "_tunnel", None)
+        if tunnel is not None:
+            tunnel.shutdown()
+        super().close()
 
     @traitlets.validate("height")
     def _check_height(self, proposal: dict) -> str:

@@ -55,7 +55,16 @@ async function api(action) {
 		credentials: "same-origin",
 		headers: { "X-XSRFToken": config.xsrf },
 	});
-	if (!response.ok) throw new Error(`${action}: ${response.status} ${await response.text()}`);
+	if (!response.ok) {
+		let text = await response.text();
+		let message = text;
+		try {
+			message = JSON.parse(text).message ?? text;
+		} catch {
+			// not JSON (a proxy's error page): show it as it is
+		}
+		throw new Error(`${action}: ${message} (${response.status})`);
+	}
 	return response.json();
 }
 
@@ -112,9 +121,10 @@ function main() {
 	let render_state = () => {
 		let running = model.get("status") === "running";
 		let detail = model.get("status_detail");
-		state.textContent = running
-			? `running on ${desktop.display ?? "?"}`
-			: `${model.get("status")}${detail ? ` (${detail})` : ""}`;
+		// A long reason (an error) is shown by the view, in the middle; the bar keeps it short.
+		let reason = detail && detail.length <= 40 ? ` (${detail})` : "";
+		state.textContent = running ? `running on ${desktop.display ?? "?"}` : `${model.get("status")}${reason}`;
+		state.title = detail ?? "";
 		state.dataset.kind = model.get("status");
 		power.textContent = running ? "Stop" : "Start";
 		cad.toggleAttribute("disabled", !running);

@@ -1,12 +1,16 @@
 // @ts-check
 /**
  * The view of one desktop: a noVNC client connected through the Jupyter
- * server's authenticated route `{baseUrl}desktop-widget/<id>/`.
+ * server's authenticated route `{baseUrl}desktop-widget/<id>/` or, where the
+ * page has no such route (no Jupyter server page, a server without our
+ * extension, a kernel elsewhere), through the widget's comm and the kernel
+ * (comm_channel.js). The `transport` trait picks: "auto", "server" or "comm".
  *
  * Everything a view creates (the RFB client, DOM listeners, timers) is tied to
  * one AbortController and released by the cleanup that `render` returns.
  */
 import RFB from "@novnc/novnc";
+import { CommChannel } from "./comm_channel.js";
 import { last_frame_layer } from "./last_frame.js";
 
 /**
@@ -19,8 +23,19 @@ import { last_frame_layer } from "./last_frame.js";
 /** Delays between reconnection attempts, in ms; the last one repeats. */
 const BACKOFF = [250, 500, 1000, 2000, 4000, 8000];
 
-/** One view per desktop in this page sizes the remote screen; the others scale. */
-const primary_views = new Map();
+/**
+ * The open views of each desktop in this page, oldest first. The first one
+ * (the primary) sizes the remote screen, the others scale; when it goes, the
+ * next one takes over at once.
+ * @type {Map<string, Array<{ token: symbol, promote: () => void }>>}
+ */
+const views_of = new Map();
+
+/** What the status line and tooltip call each transport. */
+const TRANSPORT_LABEL = {
+	server: "through the Jupyter server",
+	comm: "through the kernel (widget comm)",
+};
 
 /**
  * The Jupyter server's base URL as the page knows it (JupyterLab, Notebook 7,
@@ -67,31 +82,71 @@ function xsrf_cookie() {
 }
 
 /**
- * Ask the route whether the desktop is reachable before opening a WebSocket,
- * whose failures the browser reports only as code 1006.
+ * @typedef {object} RouteAnswer
+ * @property {boolean} ok the route serves this desktop: a WebSocket should work
+ * @property {boolean} permanent retrying will not help (another transport might)
+ * @property {string} reason why not, naming the cause
+ */
+
+/**
+ * Ask the route whether the desktop is reachable, after a WebSocket failed
+ * (browsers report a refused WebSocket only as code 1006). Redirects are
+ * followed: a server without our extension redirects `…/<id>/` to `…/<id>`
+ * (its trailing-slash rule) and then answers 404, while an expired login ends
+ * on a login page.
  * @param {string} url
  * @param {AbortSignal} signal
- * @returns {Promise<string | null>} null when a WebSocket should succeed, else why not
+ * @returns {Promise<RouteAnswer>}
  */
-async function probe(url, signal) {
+export async function probe(url, signal) {
 	let xsrf = xsrf_cookie();
 	let response;
 	try {
 		response = await fetch(url, {
 			signal,
 			credentials: "same-origin",
-			redirect: "manual",
+			redirect: "follow",
 			cache: "no-store",
 			headers: xsrf ? { "X-XSRFToken": xsrf } : {},
 		});
 	} catch (error) {
-		if (signal.aborted) return "closed";
-		return "the Jupyter server cannot be reached";
+		return { ok: false, permanent: false, reason: "the Jupyter server cannot be reached" };
 	}
-	if (response.status === 204) return null; // the desktop is there
-	if (response.status === 404) return "this desktop is not running on this Jupyter server";
-	if (response.status === 403 || response.type === "opaqueredirect") return "not logged in to this Jupyter server";
-	return `the Jupyter server answered ${response.status}`;
+	let status = response.status;
+	if (status === 204) return { ok: true, permanent: false, reason: "" };
+	let body = "";
+	try {
+		body = await response.text();
+	} catch {
+		// the status says enough
+	}
+	if (status === 404 && (response.statusText === "No Such Desktop" || body.includes("No Such Desktop"))) {
+		return {
+			ok: false,
+			permanent: true,
+			reason: "this desktop does not run where this Jupyter server runs (its kernel is elsewhere)",
+		};
+	}
+	if (status === 404) {
+		return {
+			ok: false,
+			permanent: true,
+			reason:
+				"this Jupyter server has no desktop_widget route: install desktop_widget in the " +
+				"Jupyter server's environment and restart it, or use transport=\"comm\"",
+		};
+	}
+	if (status === 403) {
+		return {
+			ok: false,
+			permanent: true,
+			reason: "this Jupyter server does not let you use desktops (the right to execute terminals is needed)",
+		};
+	}
+	if (response.redirected) {
+		return { ok: false, permanent: true, reason: "not logged in to this Jupyter server: log in and reload the page" };
+	}
+	return { ok: false, permanent: false, reason: `the Jupyter server answered ${status}` };
 }
 
 /**
@@ -103,6 +158,9 @@ function render({ model, el }) {
 	let { signal } = controller;
 	let token = Symbol("view");
 
+	// Inside an ipywidgets container (a flex Box) the output element must
+	// grow to the space it is given, not shrink to its content.
+	el.classList.add("dw-host");
 	let root = document.createElement("div");
 	root.className = "dw-root";
 	// Keys typed into the desktop must not trigger JupyterLab shortcuts.
@@ -118,6 +176,10 @@ function render({ model, el }) {
 
 	/** @type {any} */
 	let rfb = null;
+	/** @type {"server" | "comm" | null} the transport of the current (or last) connection */
+	let transport = null;
+	/** Why the route cannot serve this view, once "auto" has found out: it then uses the comm. */
+	let route_unusable = "";
 	let attempt = 0;
 	/** @type {ReturnType<typeof setTimeout> | undefined} */
 	let retry_timer;
@@ -134,10 +196,22 @@ function render({ model, el }) {
 		frame(kind === "session-exited" && rfb ? "connected" : kind, text);
 	}
 
+	/** @param {"server" | "comm"} how */
+	function show_connected(how) {
+		let label = TRANSPORT_LABEL[how];
+		show(`Connected ${label}`, "connected");
+		root.dataset.transport = how;
+		let why = how === "comm" && route_unusable ? ` (the server route: ${route_unusable})` : "";
+		root.title = `Desktop ${model.get("_desktop_id")}: connected ${label}${why}`;
+	}
+
+	let entry = { token, promote: () => on_promoted() };
+	let desktop_id = model.get("_desktop_id");
+	if (!views_of.has(desktop_id)) views_of.set(desktop_id, []);
+	views_of.get(desktop_id)?.push(entry);
+
 	function is_primary() {
-		let id = model.get("_desktop_id");
-		if (!primary_views.has(id)) primary_views.set(id, token);
-		return primary_views.get(id) === token;
+		return views_of.get(desktop_id)?.[0]?.token === token;
 	}
 
 	function apply_traits() {
@@ -160,55 +234,45 @@ function render({ model, el }) {
 		}
 	}
 
-	function schedule_reconnect(reason) {
+	/** @param {string} reason @param {number} [delay] */
+	function schedule_reconnect(reason, delay) {
 		if (signal.aborted || model.get("status") !== "running") return;
-		let delay = BACKOFF[Math.min(attempt, BACKOFF.length - 1)];
+		delay ??= BACKOFF[Math.min(attempt, BACKOFF.length - 1)];
 		attempt += 1;
 		show(`${reason} — reconnecting in ${(delay / 1000).toFixed(1)} s…`, "reconnecting");
 		clearTimeout(retry_timer);
 		retry_timer = setTimeout(connect, delay);
 	}
 
-	async function connect() {
-		if (connecting || signal.aborted) return;
-		disconnect();
-		let state = model.get("status");
-		if (state !== "running") {
-			show(describe_state(state, model.get("status_detail")), state);
-			return;
-		}
-		let base = page_base_url();
-		if (base === null) {
-			show("This front end has no Jupyter server page to connect through (try JupyterLab or Notebook 7).", "error");
-			return;
-		}
-		let urls = route_urls(base, model.get("_ws_path"));
-		show(attempt ? "Reconnecting…" : "Connecting…", "connecting");
-		// The WebSocket goes first (the route answers 404/403 before any
-		// handshake); only if it never connects is the route asked why over
-		// HTTP, since browsers report a refused WebSocket only as code 1006.
-		let client = new RFB(screen, urls.ws, { shared: true });
+	/** @returns {"server" | "comm"} */
+	function choose_transport() {
+		let wanted = model.get("transport");
+		if (wanted === "server" || wanted === "comm") return wanted;
+		return page_base_url() === null || route_unusable ? "comm" : "server";
+	}
+
+	/**
+	 * @param {any} client
+	 * @param {"server" | "comm"} how
+	 * @param {(opened: boolean, clean: boolean) => Promise<void> | void} on_end
+	 */
+	function watch(client, how, on_end) {
 		let opened = false;
 		rfb = client;
+		transport = how;
+		root.dataset.transport = how;
 		client.background = "#20242a";
 		client.focusOnClick = true;
 		client.addEventListener("connect", () => {
 			if (rfb !== client) return;
 			opened = true;
 			attempt = 0;
-			show("Connected", "connected");
+			show_connected(how);
 		});
-		client.addEventListener("disconnect", async (/** @type {any} */ event) => {
+		client.addEventListener("disconnect", (/** @type {any} */ event) => {
 			if (rfb !== client) return; // we closed it ourselves
 			rfb = null;
-			let reason = event.detail?.clean ? "Disconnected" : "Connection lost";
-			if (!opened) {
-				connecting = true;
-				reason = (await probe(urls.http, signal)) ?? "The desktop did not answer";
-				connecting = false;
-				if (signal.aborted || rfb) return;
-			}
-			schedule_reconnect(reason);
+			on_end(opened, Boolean(event.detail?.clean));
 		});
 		client.addEventListener("clipboard", (/** @type {any} */ event) => {
 			// The desktop's clipboard changed: mirror it into the kernel's trait.
@@ -223,6 +287,72 @@ function render({ model, el }) {
 			show(`Refused by the desktop: ${event.detail?.reason || "security failure"}`, "error");
 		});
 		apply_traits();
+	}
+
+	function connect_server() {
+		let base = page_base_url();
+		if (base === null) {
+			show(
+				'This page is not a Jupyter server page, so transport="server" cannot work here: ' +
+					'use transport="auto" or "comm".',
+				"error",
+			);
+			return;
+		}
+		let urls = route_urls(base, model.get("_ws_path"));
+		show(attempt ? "Reconnecting…" : "Connecting…", "connecting");
+		// The WebSocket goes first (the route answers 404/403 before any
+		// handshake); only if it never connects is the route asked why over
+		// HTTP, since browsers report a refused WebSocket only as code 1006.
+		let client = new RFB(screen, urls.ws, { shared: true });
+		watch(client, "server", async (opened, clean) => {
+			if (opened) {
+				schedule_reconnect(clean ? "Disconnected" : "Connection lost");
+				return;
+			}
+			connecting = true;
+			let answer = await probe(urls.http, signal);
+			connecting = false;
+			if (signal.aborted || rfb) return;
+			if (answer.ok) {
+				schedule_reconnect("The desktop did not answer");
+			} else if (answer.permanent && model.get("transport") === "auto") {
+				// No route for this desktop here: the comm, silently.
+				route_unusable = answer.reason;
+				attempt = 0;
+				connect();
+			} else if (answer.permanent) {
+				show(`Cannot connect: ${answer.reason}.`, "error");
+			} else {
+				schedule_reconnect(answer.reason);
+			}
+		});
+	}
+
+	function connect_comm() {
+		show(attempt ? "Reconnecting through the kernel…" : "Connecting through the kernel…", "connecting");
+		let channel = new CommChannel(model, signal);
+		let client = new RFB(screen, channel, { shared: true });
+		watch(client, "comm", (opened, clean) => {
+			let why = channel.close_reason;
+			if (opened) {
+				schedule_reconnect(why ? `Connection lost: ${why}` : clean ? "Disconnected" : "Connection lost");
+			} else {
+				schedule_reconnect(why ? `The kernel could not connect: ${why}` : "The kernel did not answer");
+			}
+		});
+	}
+
+	function connect() {
+		if (connecting || signal.aborted) return;
+		disconnect();
+		let state = model.get("status");
+		if (state !== "running") {
+			show(describe_state(state, model.get("status_detail")), state);
+			return;
+		}
+		if (choose_transport() === "comm") connect_comm();
+		else connect_server();
 	}
 
 	// The notebook keeps scrolling while the pointer crosses a view that is not
@@ -240,25 +370,33 @@ function render({ model, el }) {
 
 	// The primary view tells the kernel its size, so that the next desktop
 	// starts at it instead of being resized (and redrawn) once shown.
+	function report_size() {
+		if (!is_primary() || model.get("scale")) return;
+		let size = [Math.round(screen.clientWidth), Math.round(screen.clientHeight)];
+		let old = model.get("_view_size");
+		if (size[0] > 0 && size[1] > 0 && (old?.[0] !== size[0] || old?.[1] !== size[1])) {
+			model.set("_view_size", size);
+			model.save_changes();
+		}
+	}
 	/** @type {ReturnType<typeof setTimeout> | undefined} */
 	let size_timer;
 	let observer = new ResizeObserver(() => {
 		clearTimeout(size_timer);
-		size_timer = setTimeout(() => {
-			if (!is_primary() || model.get("scale")) return;
-			let size = [Math.round(screen.clientWidth), Math.round(screen.clientHeight)];
-			let old = model.get("_view_size");
-			if (size[0] > 0 && size[1] > 0 && (old?.[0] !== size[0] || old?.[1] !== size[1])) {
-				model.set("_view_size", size);
-				model.save_changes();
-			}
-		}, 200);
+		size_timer = setTimeout(report_size, 200);
 	});
 	observer.observe(screen);
 	signal.addEventListener("abort", () => {
 		observer.disconnect();
 		clearTimeout(size_timer);
 	});
+
+	/** The primary view went away and this one is now first: size the desktop. */
+	function on_promoted() {
+		if (signal.aborted) return;
+		apply_traits();
+		report_size();
+	}
 
 	let on_clipboard = () => {
 		let text = model.get("clipboard");
@@ -279,8 +417,8 @@ function render({ model, el }) {
 			if (!rfb) {
 				attempt = 0;
 				connect();
-			} else {
-				show("Connected", "connected");
+			} else if (transport) {
+				show_connected(transport);
 			}
 		} else if (state === "session-exited") {
 			// The X server still runs: stay connected, say what happened.
@@ -290,10 +428,17 @@ function render({ model, el }) {
 			show(describe_state(state, model.get("status_detail")), state);
 		}
 	};
+	let on_transport = () => {
+		// A new setting: connect again the way it says.
+		route_unusable = "";
+		attempt = 0;
+		connect();
+	};
 	let TRAITS = ["change:view_only", "change:scale", "change:height", "change:quality", "change:compression"];
 	for (let name of TRAITS) model.on(name, on_traits);
 	model.on("change:status", on_status);
 	model.on("change:status_detail", on_status);
+	model.on("change:transport", on_transport);
 
 	apply_traits();
 	connect();
@@ -305,10 +450,15 @@ function render({ model, el }) {
 		model.off("change:status", on_status);
 		model.off("change:status_detail", on_status);
 		model.off("change:clipboard", on_clipboard);
+		model.off("change:transport", on_transport);
 		model.off("msg:custom", on_message);
-		let id = model.get("_desktop_id");
-		if (primary_views.get(id) === token) primary_views.delete(id);
+		let views = views_of.get(desktop_id) ?? [];
+		let was_primary = views[0] === entry;
+		views.splice(views.indexOf(entry), 1);
+		if (views.length === 0) views_of.delete(desktop_id);
+		else if (was_primary) views[0].promote();
 		root.remove();
+		el.classList.remove("dw-host");
 	};
 }
 

@@ -46,9 +46,15 @@ def start_jupyter(
     app: str = "lab",
     port: int | None = None,
     token: str | None = None,
+    server_extension: bool = True,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> JupyterServer:
+    """A Jupyter server on 127.0.0.1; ``server_extension=False`` switches ours off.
+
+    Without our extension the server is like one whose environment lacks
+    desktop_widget (only the kernel's has it): views must use the comm.
+    """
     root = tmp / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
     token = token or secrets.token_hex(16)
@@ -70,6 +76,8 @@ def start_jupyter(
         "--LabServerApp.extra_labextensions_path=[]",
         *extra_args,
     ]
+    if not server_extension:
+        cmd.append("--ServerApp.jpserver_extensions=desktop_widget=False")
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}{base_url}"

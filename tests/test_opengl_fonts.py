@@ -97,9 +97,16 @@ def _typed(d: Desktop, home: Path, env: dict[str, str] | None = None):
         x, y, w, h = window.geometry
         window.activate()
         d.click(x + w // 2, y + h // 2)  # into the text
+        # A GTK app that has just mapped its window may not take keys yet: type until it has one ("*": modified).
+        deadline = time.monotonic() + 20
+        while not d.wait_for_window(pid=app.pid, timeout=5).title.startswith("*"):
+            assert time.monotonic() < deadline, "mousepad took no key"
+            d.type("x")
+            d.wait_until_stable(duration=0.3, timeout=10)
+        d.key("ctrl+a", "BackSpace")
         d.type(TEXT)
         d.wait_until_stable(duration=0.5, timeout=20)
-        return d.wait_for_window(pid=app.pid, title="*", timeout=5).screenshot().convert("RGB")  # "*": modified
+        return d.wait_for_window(pid=app.pid, timeout=5).screenshot().convert("RGB")
     finally:
         app.terminate()
         app.wait(5)

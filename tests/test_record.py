@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_widget import Desktop
+from desktop_widget import Desktop, _clicks, _x
 from tests._cells import PINK, near
 from tests._procs import alive, tree, wait_gone
 from tests.test_control import Probe
@@ -57,6 +57,12 @@ def test_mp4_is_h264_yuv420p_with_the_expected_length(d, tmp_path):
     out = tmp_path / "demo.mp4"
     with d.record(out) as rec:
         assert rec.running
+        # The cookie reaches the encoder in its environment, never on its command line.
+        cmdline = Path(f"/proc/{rec._proc.pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{rec._proc.pid}/environ").read_bytes().split(b"\0")
+        assert f"XAUTHORITY={d.env['XAUTHORITY']}".encode() in environ
+        assert not any(b"uthority" in arg for arg in cmdline)
+        assert Path(d.env["XAUTHORITY"]).read_bytes()[-16:] not in b"".join(cmdline)
         started = time.monotonic()
         busy(d, 2.0)
         elapsed = time.monotonic() - started
@@ -91,7 +97,8 @@ def test_mp4_shows_as_an_embedded_video(d, tmp_path):
     assert "controls" in html
 
 
-def test_show_clicks_rings_each_click_and_lets_it_through(d, tmp_path):
+def test_show_clicks_rings_each_click_and_lets_it_through(d, tmp_path, monkeypatch):
+    monkeypatch.setattr(_clicks, "SHOW_FOR", 3.0)  # long enough to be seen on a loaded machine
     p = Probe(d, tmp_path)
     try:
         bx, by = p.ready["button"]
@@ -102,9 +109,10 @@ def test_show_clicks_rings_each_click_and_lets_it_through(d, tmp_path):
             deadline = time.monotonic() + 5
             while not near(d.pixel(bx + 17, by), (0xFF, 0xB3, 0x00)):
                 assert time.monotonic() < deadline, "no click ring on screen"
-            d.click(bx, by)  # through the ring: the pointer passes through it
+            # On the ring's band (still on the button): the pointer passes through the ring.
+            d.click(bx + 17, by)
             p.wait("button", count=2)
-            d.click(bx, by)
+            d.click(bx + 17, by)
             p.wait("button", count=3)
             d.wait_until_stable(duration=0.6, timeout=10)
             assert not near(d.pixel(bx + 17, by), (0xFF, 0xB3, 0x00)), "the ring did not go away"
@@ -158,7 +166,7 @@ def test_interpreter_exit_finishes_the_recording(tmp_path):
     out = tmp_path / "exit.mp4"
     script = textwrap.dedent(f"""
         import os, time
-        from desktop_widget import Desktop
+        from desktop_widget import Desktop, _clicks
         d = Desktop(session="none", geometry=(320, 240))
         rec = d.record({str(out)!r})
         print("ENCODER", rec._proc.pid, flush=True)
@@ -175,8 +183,6 @@ def test_interpreter_exit_finishes_the_recording(tmp_path):
 
 def test_pink_window_is_in_the_recording(d, tmp_path):
     """The frames are the desktop's: a PINK window mapped during the recording is in the last frame."""
-    from desktop_widget import _x
-
     conn = _x.connect(d.display, d.env["XAUTHORITY"])
     screen = conn.screen()
     pink = screen.root.create_window(
@@ -199,3 +205,44 @@ def test_pink_window_is_in_the_recording(d, tmp_path):
     image = Image.open(frame).convert("RGB")
     assert near(image.getpixel((200, 175)), PINK)
     assert not near(image.getpixel((50, 50)), PINK)
+
+
+@pytest.mark.browser
+def test_chromium_plays_the_inline_video(d, tmp_path, browser, artifacts):
+    """The notebook output (an embedded H.264 <video>) decodes in Chromium: it has a size, a length and frames."""
+    conn = _x.connect(d.display, d.env["XAUTHORITY"])
+    screen = conn.screen()
+    pink = screen.root.create_window(
+        100, 100, 300, 200, 0, screen.root_depth, background_pixel=0xFF3366, override_redirect=True
+    )
+    pink.map()
+    conn.sync()
+    with d.record(tmp_path / "play.mp4") as rec:
+        busy(d, 1.0)
+    conn.close()
+    page = browser.new_page()
+    try:
+        page.set_content(f"<body style='margin:0'>{rec._repr_mimebundle_()['text/html']}</body>")
+        state = page.evaluate(
+            """() => new Promise((resolve, reject) => {
+                const v = document.querySelector('video');
+                v.addEventListener('error', () => reject(new Error('video error ' + (v.error && v.error.code))));
+                const done = () => resolve({w: v.videoWidth, h: v.videoHeight, duration: v.duration});
+                v.currentTime = 0.5;
+                v.addEventListener('seeked', done, {once: true});
+            })"""
+        )
+        assert (state["w"], state["h"]) == (1000, 700)
+        assert 0.8 <= state["duration"] <= 3.0
+        page.screenshot(
+            path=str(artifacts / "record-inline-video.png"), clip={"x": 0, "y": 0, "width": 500, "height": 350}
+        )
+        # The frame Chromium shows has the PINK window where the desktop had it.
+        rgb = page.evaluate(
+            """() => { const v = document.querySelector('video'); const c = document.createElement('canvas');
+                c.width = v.videoWidth; c.height = v.videoHeight; const g = c.getContext('2d');
+                g.drawImage(v, 0, 0); return Array.from(g.getImageData(250, 200, 1, 1).data.slice(0, 3)); }"""
+        )
+        assert near(tuple(rgb), PINK), rgb
+    finally:
+        page.close()

@@ -218,3 +218,16 @@ def test_display_reads_a_desktop_that_is_not_fresh_without_any_cell_hook():
         shown = Image.open(io.BytesIO(base64.b64decode(bundle["image/jpeg"]))).convert("RGB")
         assert near(shown.getpixel((350, 240)), PINK)
         assert not near(shown.getpixel((100, 100)), PINK)
+
+
+def test_a_desktop_stopped_elsewhere_costs_later_cells_nothing():
+    """Stopped by another process (or its idle timeout): the hook stops watching it, the frame stays."""
+    d = Desktop(session="none", geometry=(640, 480))
+    _painter = paint(d, 10, 100, 100, 50)  # across the blank check's first row (y = 80)
+    frames = d._resources.frames
+    assert frames.refresh_if_changed()
+    d._session.stop()  # not d.stop(): the kernel side is not told first
+    assert not frames.refresh_if_changed()
+    assert frames not in _snapshot._keepers
+    assert near(d.snapshot().getpixel((60, 125)), PINK)
+    d.stop()
