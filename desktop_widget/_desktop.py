@@ -326,14 +326,19 @@ class Desktop:
         with the view (see :meth:`snapshot`).
         """
         if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
-            self._resources.frames.refresh_if_changed()
+            self._resources.frames.refresh_if_changed(skip_blank=False)
         self._finalizer()
         if self._session.state in ("running", "session-exited"):
             self._session.stop()
             self.view._set_status("stopped")
 
     def restart(self) -> None:
-        """Start the session again after it ended (e.g. after logging out of XFCE)."""
+        """Start the session again after it ended (e.g. after logging out of XFCE).
+
+        If it cannot start (say, the desktop's ``cwd`` was deleted), this raises
+        ``DesktopError`` saying why, and the desktop stays as it was: the X
+        server and the programs on it keep running.
+        """
         self._require_running()
         self._session.restart_session()
 
@@ -433,6 +438,7 @@ class Desktop:
         """Type any Unicode text, whatever the desktop's keyboard layout; newlines and tabs as keys."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str; got {type(text).__name__}")
+        delay = _options.check_seconds("delay", delay, most=60)
         with self._x() as conn:
             self._keyboard(conn).type(text, delay=delay)
             conn.sync()
@@ -457,7 +463,7 @@ class Desktop:
     def click(self, x: int | None = None, y: int | None = None, button: str | int = "left", count: int = 1) -> None:
         """Click at ``(x, y)``, or where the pointer is; ``count=2`` double-clicks."""
         number = _pointer.button_number(button)
-        if not isinstance(count, int) or count < 1:
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"count must be a positive int; got {count!r}")
         with self._x() as conn:
             _pointer.move(conn, *self._point(conn, x, y))
@@ -484,12 +490,13 @@ class Desktop:
         and drag-and-drop code often waits for several of them.
         """
         number = _pointer.button_number(button)
-        if not isinstance(steps, int) or steps < 1:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive int; got {steps!r}")
+        duration = _options.check_seconds("duration", duration, most=3600)
         with self._x() as conn:
             size = _screen.size(conn)
-            x0, y0 = _pointer.check_point(*start, size)
-            x1, y1 = _pointer.check_point(*end, size)
+            x0, y0 = _pointer.check_pair("start", start, size)
+            x1, y1 = _pointer.check_pair("end", end, size)
             _pointer.move(conn, x0, y0)
             _pointer.press(conn, number)
             try:
@@ -567,6 +574,8 @@ class Desktop:
         timeout: float = 10.0,
     ) -> Window:
         """The first window that matches (substrings are case-insensitive; patterns are searched)."""
+        _windows.check_filters(title, wm_class, pid)
+        timeout = _options.check_seconds("timeout", timeout)
         deadline = time.monotonic() + timeout
         while True:
             found = self.windows()
@@ -583,9 +592,7 @@ class Desktop:
 
     def _window_op(self, op: Callable[[Any, int], Any], wid: int) -> Any:
         with self._x() as conn:
-            result = op(conn, wid)
-            conn.sync()
-            return result
+            return _windows.run(conn, op, wid)
 
     # -- screen --------------------------------------------------------------
     @property

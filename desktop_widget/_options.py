@@ -6,6 +6,7 @@ tested and so that bad input fails before anything runs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -87,6 +88,21 @@ def check_geometry(geometry: object) -> tuple[int, int]:
     return int(width), int(height)
 
 
+#: The longest wait a timeout, delay or duration may ask for: a day. More is
+#: almost surely a slip, and ``inf`` overflows ``time.sleep`` and lock waits.
+MAX_SECONDS = 86_400.0
+
+
+def check_seconds(name: str, value: object, *, zero: bool = True, most: float = MAX_SECONDS) -> float:
+    """``value`` as a finite number of seconds (``>= 0``, or ``> 0`` without ``zero``) up to ``most``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds; got {value!r}")
+    low = ">= 0" if zero else "> 0"
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0) and value <= most):
+        raise ValueError(f"{name} must be a finite number of seconds {low} and at most {most:g}; got {value!r}")
+    return float(value)
+
+
 def check_options(
     geometry: object,
     session: object,
@@ -121,8 +137,7 @@ def check_options(
     if env is None:
         env = {}
     check_env(env, "env")
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
+    check_seconds("timeout", timeout, zero=False)
     if name is None:
         name = ""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name or "x"):
@@ -131,8 +146,9 @@ def check_options(
         raise TypeError(f"persistent must be True or False; got {persistent!r}")
     if idle_timeout is None:
         idle_timeout = 0
-    if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool) or idle_timeout < 0:
-        raise ValueError(f"idle_timeout must be a number of seconds >= 0 (0 or None: never); got {idle_timeout!r}")
+    if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool):
+        raise TypeError(f"idle_timeout must be a number of seconds (0 or None: never); got {idle_timeout!r}")
+    check_seconds("idle_timeout (0 or None: never)", idle_timeout)
     if not isinstance(opengl, bool):
         raise TypeError(f"opengl must be True (OpenGL programs work) or False (no GLX, less memory); got {opengl!r}")
     return Options(

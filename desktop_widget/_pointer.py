@@ -27,6 +27,13 @@ def check_point(x: object, y: object, screen: tuple[int, int]) -> tuple[int, int
     return x, y
 
 
+def check_pair(name: str, point: object, screen: tuple[int, int]) -> tuple[int, int]:
+    """``point`` as an ``(x, y)`` on the screen, or an error naming ``name``."""
+    if not isinstance(point, (tuple, list)) or len(point) != 2:
+        raise TypeError(f"{name} must be an (x, y) pair of ints; got {point!r}")
+    return check_point(*point, screen)
+
+
 def move(conn: Display, x: int, y: int) -> None:
     xtest.fake_input(conn, X.MotionNotify, detail=0, root=conn.screen().root, x=x, y=y)
 

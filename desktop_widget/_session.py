@@ -38,6 +38,12 @@ _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
 #: States a session goes through; ``session-exited`` means the X server still
 #: runs but the session (XFCE, the window manager) has ended, e.g. by logout.
 STATES = ("starting", "running", "session-exited", "stopped", "failed")
+#: What the supervisor's reasons for stopping mean to a user (``Session.detail``); others say nothing new.
+_STOP_REASONS = {
+    "signal": "by another process",
+    "server-gone": "the Jupyter server it belonged to exited",
+    "idle": "idle",
+}
 
 
 def _server_pid() -> int:
@@ -253,6 +259,8 @@ class Session:
                 self.spare.on_claimed(self)
             elif kind == "xvnc-exited":
                 self._set_state("failed", f"the X server exited with status {event.get('code')}")
+            elif kind == "stopped" and self.state not in ("failed", "stopped"):
+                self._set_state("stopped", _STOP_REASONS.get(event.get("reason", ""), ""))
         with self._changed:
             self._events.append({"event": "eof"})
             for app in self._apps.values():
@@ -316,7 +324,8 @@ class Session:
         with self._changed:
             while ref not in self._replies:
                 if any(e["event"] == "eof" for e in self._events):
-                    raise stopped
+                    why = f": {self.detail}" if self.detail else ""
+                    raise DesktopStopped(f"desktop {self.id} is {self.state}{why}")
                 if not self._changed.wait(timeout=max(0.0, deadline - time.monotonic())):
                     raise DesktopError(f"desktop {self.id}'s supervisor did not answer within {timeout:g} s")
             return self._replies.pop(ref)
@@ -460,6 +469,8 @@ class AttachedSession:
         self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
         self.options = _options.Options(geometry=info.geometry, session=info.session)
         self.has_wm = info.has_wm
+        self._tether: _apps.Tether | None = None
+        self._tether_lock = threading.Lock()
 
     def _current(self) -> _registry.DesktopInfo | None:
         """The entry, if it is still that of the desktop attached to (same supervisor) and passes the checks."""
@@ -477,8 +488,22 @@ class AttachedSession:
         self._signal(signal.SIGUSR1)
 
     def launch(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> _apps.App:
-        """No pipe to the owner's supervisor: the program is this process's child (see ``_apps``)."""
-        return _apps.spawn_here(argv, env, cwd, log_path)
+        """No pipe to the owner's supervisor: the program is this process's child, tied to the supervisor (``_apps``)."""
+        with self._tether_lock:
+            if self._tether is None:
+                try:
+                    pidfd = os.pidfd_open(self._info.supervisor_pid)
+                except OSError:
+                    raise DesktopStopped(f"desktop {self.id} is stopped") from None
+                # Pinned first, then checked: a reused pid cannot pass for the supervisor.
+                if _registry.process_identity(self._info.supervisor_pid) != self._info.supervisor_start:
+                    os.close(pidfd)
+                    raise DesktopStopped(f"desktop {self.id} is stopped")
+                self._tether = _apps.Tether(pidfd, self.id)
+        app = _apps.spawn_here(argv, env, cwd, log_path)
+        if not self._tether.add(app):
+            raise DesktopStopped(f"desktop {self.id} stopped while {argv[0]!r} started")
+        return app
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the desktop for everyone (its owner sees it stop)."""

@@ -13,6 +13,11 @@ round trip on a connection of its own when nothing was. The refresh runs in
 the cell's own execution (not in a timer thread) on purpose: nbclient records
 only messages that belong to the cell it is running, so a frame sent later
 would be missing from a notebook executed headless.
+
+What a person does in a live view between cells is kept too: a background
+thread looks for damage every ``WATCH_EVERY`` seconds while no cell runs and
+refreshes a desktop at most every ``BETWEEN_CELLS`` seconds (a live front end
+applies those updates; the next cell end sends a frame again, for nbclient).
 """
 
 from __future__ import annotations
@@ -39,9 +44,19 @@ MAX_BYTES = 200_000
 #: ~4 ms (PNG: 35-100 ms, and 500 KB for XFCE's wallpaper).
 QUALITIES = (85, 75, 60, 45, 30)
 
+#: How often the background thread looks for changes made between cells (s).
+WATCH_EVERY = 2.0
+#: A desktop changed by hand between cells is refreshed at most this often (s).
+BETWEEN_CELLS = 10.0
+
 #: Every frame keeper of this process with a running desktop, for the cell hook.
 _keepers: weakref.WeakSet[LastFrame] = weakref.WeakSet()
-_hooked: list[Any] = []  # the IPython shell whose post_run_cell we hooked
+_hooked: list[Any] = []  # the IPython shell whose cell events we hooked
+#: Set while a cell runs (between IPython's pre_run_cell and post_run_cell).
+_in_cell = threading.Event()
+_watching_lock = threading.Lock()
+_watching: list[threading.Thread] = []  # the thread that watches between cells, while there are keepers
+_wake = threading.Event()  # ends the thread's wait early (the last desktop stopped)
 
 
 def encode(image: Image.Image) -> tuple[bytes, str]:
@@ -107,17 +122,27 @@ class _Damage:
         self.conn.sync()
         self._dirty = True  # what was drawn before we watched is unknown
 
-    def changed(self) -> bool:
+    def _drain(self) -> bool:
         """One round trip (so every drawing the server has done is reported), then the queued events."""
         self.conn.sync()
+        reported = False
         while self.conn.pending_events():
-            if self.conn.next_event().type == self._event:
-                self._dirty = True
+            reported |= self.conn.next_event().type == self._event
+        return reported
+
+    def changed(self) -> bool:
+        """Whether anything was drawn since the last ``reset``."""
+        self._dirty |= self._drain()
         return self._dirty
 
     def reset(self) -> None:
-        """Forget what was drawn so far (called just before a grab: drawing during it counts as new)."""
+        """Forget what was drawn so far (called just before a grab, which shows all of it).
+
+        Reports queued before the subtraction's round trip describe drawing the
+        grab will show, so they go too; drawing during the grab counts as new.
+        """
         self.conn.damage_subtract(self._damage)
+        self._drain()
         self._dirty = False
 
     def close(self) -> None:
@@ -140,8 +165,12 @@ class LastFrame:
         self._closed = False
         #: How many frames were taken (tests count them).
         self.refreshes = 0
+        self._last = 0.0  # time.monotonic() of the last frame
+        #: A frame was taken between cells: the next cell end sends one again (nbclient drops the first).
+        self._owed_to_cell = False
         _keepers.add(self)
-        _hook_cells()
+        if _hook_cells():
+            _watch_between_cells()
 
     def _watcher(self) -> _Damage:
         if self._damage is None:
@@ -195,9 +224,23 @@ class LastFrame:
             except Exception:
                 return None
 
-    def refresh_if_changed(self) -> bool:
-        """Refresh if anything was drawn since the last frame; whether it did."""
-        return self.changed() and self.refresh(skip_blank=True) is not None
+    def refresh_if_changed(self, skip_blank: bool = True) -> bool:
+        """Refresh if anything was drawn since the last frame (or one is owed to a cell); whether it did.
+
+        ``skip_blank=False`` (the desktop stops): a screen that never showed
+        anything is kept as it is, the truth about its last moment.
+        """
+        if (self._owed_to_cell or self.changed()) and self.refresh(skip_blank=skip_blank) is not None:
+            self._owed_to_cell = False
+            return True
+        return False
+
+    def refresh_between_cells(self) -> None:
+        """Keep what was done by hand in a live view, at most every BETWEEN_CELLS seconds."""
+        if time.monotonic() - self._last < BETWEEN_CELLS or not self.changed(watch=False):
+            return
+        if self.refresh(skip_blank=True) is not None:
+            self._owed_to_cell = True
 
     def _store(self, screen: Image.Image) -> None:
         data, mime = encode(screen)
@@ -206,6 +249,7 @@ class LastFrame:
             self._view._last_frame_time = time.time()
             self._view._last_frame = data
         self.refreshes += 1
+        self._last = time.monotonic()
 
     def _failed(self, exc: Exception) -> None:
         """After an X failure (lock held): stop watching for good if the X server is gone."""
@@ -221,6 +265,8 @@ class LastFrame:
             self._damage.close()
             self._damage = None
         _keepers.discard(self)
+        if not _keepers:
+            _wake.set()  # the watching thread ends now, not WATCH_EVERY later
 
     def close(self) -> None:
         """Stop watching (the desktop stops); the frame stays in the view."""
@@ -234,23 +280,64 @@ def stored(view: Any) -> Image.Image | None:
     return decode(data) if data else None
 
 
+def _before_cell(*_args: Any) -> None:
+    """IPython's ``pre_run_cell``: the background thread leaves the screen to the cell's end."""
+    _in_cell.set()
+
+
 def _after_cell(*_args: Any) -> None:
     """IPython's ``post_run_cell``: a new frame for each desktop whose screen changed during the cell."""
-    for keeper in list(_keepers):
-        try:
-            keeper.refresh_if_changed()
-        except Exception:  # never break the user's cell
-            log.exception("refreshing the last frame failed")
+    try:
+        for keeper in list(_keepers):
+            try:
+                keeper.refresh_if_changed()
+            except Exception:  # never break the user's cell
+                log.exception("refreshing the last frame failed")
+    finally:
+        _in_cell.clear()
 
 
-def _hook_cells() -> None:
-    """Register ``_after_cell`` once with the running IPython, if there is one."""
+def _hook_cells() -> bool:
+    """Register the cell hooks once with the running IPython; whether there is one."""
     try:
         from IPython import get_ipython
     except ImportError:
-        return
+        return False
     shell = get_ipython()
-    if shell is None or any(hooked is shell for hooked in _hooked):
-        return
-    shell.events.register("post_run_cell", _after_cell)
-    _hooked.append(shell)
+    if shell is None:
+        return False
+    if not any(hooked is shell for hooked in _hooked):
+        shell.events.register("pre_run_cell", _before_cell)
+        shell.events.register("post_run_cell", _after_cell)
+        _hooked.append(shell)
+    return True
+
+
+def _watch_between_cells() -> None:
+    """Start the background thread unless it runs; it ends when no desktop is left to watch."""
+    with _watching_lock:
+        if _watching and _watching[0].is_alive():
+            return
+        thread = threading.Thread(target=_watch, name="desktop-widget-last-frame", daemon=True)
+        _watching[:] = [thread]
+        thread.start()
+
+
+def _watch() -> None:
+    while True:
+        _wake.wait(WATCH_EVERY)
+        with _watching_lock:
+            _wake.clear()
+            if not _keepers:
+                _watching.clear()
+                return
+        if not _in_cell.is_set():
+            _refresh_between_cells()
+
+
+def _refresh_between_cells() -> None:
+    for keeper in list(_keepers):
+        try:
+            keeper.refresh_between_cells()
+        except Exception:
+            log.exception("refreshing the last frame between cells failed")

@@ -26,11 +26,15 @@ from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import damage
 
+from . import _options
+
 Box = tuple[int, int, int, int]
 #: How many grey-level candidates are checked in colour.
 CANDIDATES = 5
 #: A watched region is read again at most this often while it is being drawn on.
 REGRAB_S = 0.03
+#: wait_for_image searches again at most this often while the screen keeps changing.
+RETRY_S = 0.1
 
 
 def _require_cv2() -> Any:
@@ -53,9 +57,7 @@ def pixel(conn: Display, x: int, y: int) -> tuple[int, int, int]:
 
 
 def check_seconds(name: str, value: object, positive: bool = True) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a number of seconds {'> 0' if positive else '>= 0'}; got {value!r}")
-    return float(value)
+    return _options.check_seconds(name, value, zero=not positive)
 
 
 def check_confidence(confidence: object) -> float:
@@ -212,6 +214,7 @@ def wait_for_image(
         reader = connect()
         try:
             while True:
+                tried = time.monotonic()
                 box = find(reader, image, region, confidence)
                 if box is not None:
                     return box
@@ -221,5 +224,7 @@ def wait_for_image(
                         f"the {image.size[0]}x{image.size[1]} image did not show within {timeout:g} s "
                         f"(confidence {confidence:g}; lower it for scaled or anti-aliased content)"
                     )
+                # On a screen that never rests (a video, a spinner) search at most every RETRY_S, not flat out.
+                time.sleep(max(0.0, min(tried + RETRY_S, deadline) - time.monotonic()))
         finally:
             reader.close()

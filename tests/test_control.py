@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from Xlib import X
 
-from desktop_widget import Desktop, DesktopStopped, _x
+from desktop_widget import Desktop, DesktopError, DesktopStopped, _x
 from tests._procs import alive
 
 PROBE = str(Path(__file__).with_name("_tkprobe.py"))
@@ -241,24 +243,83 @@ def test_bad_input(d):
     assert d.size == (w, h)
 
 
+INF, NAN = float("inf"), float("nan")
+BAD_INPUT = [
+    # (call, error, what the message must say)
+    (lambda d: d.key(123), TypeError, r"a key is named by a str such as 'Return'"),
+    (lambda d: d.key("ctrl+c", None), TypeError, "got None"),
+    (lambda d: d.key_down(5), TypeError, "a key is named by a str"),
+    (lambda d: d.key_up(b"a"), TypeError, "a key is named by a str"),
+    (lambda d: d.drag((1,), (2, 3)), TypeError, r"start must be an \(x, y\) pair of ints; got \(1,\)"),
+    (lambda d: d.drag((1, 1), "ab"), TypeError, r"end must be an \(x, y\) pair"),
+    (lambda d: d.drag((1, 1), (2, 2), duration=INF), ValueError, "duration must be a finite number of seconds"),
+    (lambda d: d.drag((1, 1), (2, 2), duration=NAN), ValueError, "duration must be a finite number"),
+    (lambda d: d.drag((1, 1), (2, 2), duration=-1), ValueError, "duration must be a finite number of seconds >= 0"),
+    (lambda d: d.drag((1, 1), (2, 2), steps=True), ValueError, "steps must be a positive int"),
+    (lambda d: d.type("a", delay="x"), TypeError, "delay must be a number of seconds; got 'x'"),
+    (lambda d: d.type("a", delay=NAN), ValueError, "delay must be a finite number"),
+    (lambda d: d.type("a", delay=INF), ValueError, "delay must be a finite number"),
+    (lambda d: d.click(1, 1, count=True), ValueError, "count must be a positive int"),
+    (lambda d: d.wait_for_window(title=5), TypeError, r"title must be a str .* or a compiled re.Pattern; got 5"),
+    (lambda d: d.wait_for_window(wm_class=["xterm"]), TypeError, "wm_class must be a str"),
+    (lambda d: d.wait_for_window(pid="12"), TypeError, "pid must be an int"),
+    (lambda d: d.wait_for_window(timeout=INF), ValueError, "timeout must be a finite number of seconds"),
+    (lambda d: d.wait_for_window(timeout=NAN), ValueError, "timeout must be a finite number of seconds"),
+    (lambda d: d.wait_for_window(timeout="1"), TypeError, "timeout must be a number of seconds"),
+    (lambda d: Desktop(timeout=INF), ValueError, "timeout must be a finite number of seconds > 0"),
+    (lambda d: Desktop(timeout=NAN), ValueError, "timeout must be a finite number of seconds > 0"),
+    (lambda d: Desktop(idle_timeout=NAN), ValueError, r"idle_timeout \(0 or None: never\) must be a finite"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_INPUT)
+def test_bad_input_is_named_clearly(d, call, error, message):
+    # In a thread with a deadline: a timeout of inf or nan used to make wait_for_window wait forever.
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call(d)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert outcome, "the call hung instead of refusing its input"
+    assert isinstance(outcome[0], error), f"expected {error.__name__}, got {outcome[0]!r}"
+    assert re.search(message, str(outcome[0])), str(outcome[0])
+
+
+def test_a_window_that_is_gone_raises_desktop_error(d):
+    app = d.launch(["xterm", "-title", "short-lived", "-geometry", "20x4+10+10"])
+    window = d.wait_for_window(title="short-lived")
+    with pytest.raises(TypeError, match=r"x must be an int \(pixels\); got 'a'"):
+        window.move("a", 0)
+    with pytest.raises(TypeError, match="height must be an int"):
+        window.resize(10, 2.5)
+    app.kill()
+    app.wait(5)
+    deadline = time.monotonic() + 10
+    while any(w.id == window.id for w in d.windows()):
+        assert time.monotonic() < deadline, "the window stayed"
+        time.sleep(0.05)
+    for op in (
+        window.activate,
+        lambda: window.move(5, 5),
+        lambda: window.resize(50, 50),
+        window.close,
+        window.screenshot,
+    ):
+        with pytest.raises(DesktopError, match=rf"window {window.id:#x} is gone"):
+            op()
+    assert d.size == (1280, 800)  # the connection is still good
+
+
 def test_stopped_desktop_raises_clearly():
     d2 = Desktop(session="none", geometry=(640, 480))
     d2.stop()
     for call in (lambda: d2.click(1, 1), lambda: d2.screenshot(), lambda: d2.launch("xterm"), lambda: d2.size):
         with pytest.raises(DesktopStopped, match="stopped"):
             call()
-
-
-def test_x_clients_without_the_cookie_are_refused(d):
-    import subprocess
-
-    result = subprocess.run(
-        ["xdpyinfo", "-display", d.display],
-        env={**os.environ, "XAUTHORITY": "/dev/null"},
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode != 0
-    ok = subprocess.run(["xdpyinfo"], env={**os.environ, **d.env}, capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
-    assert X.NONE == 0  # keep the Xlib import honest

@@ -231,3 +231,51 @@ def test_a_desktop_stopped_elsewhere_costs_later_cells_nothing():
     assert frames not in _snapshot._keepers
     assert near(d.snapshot().getpixel((60, 125)), PINK)
     d.stop()
+
+
+def test_changes_made_between_cells_are_kept_and_sent_again_at_the_next_cell_end(monkeypatch):
+    """What a person does in a live view between cells: a background refresh (throttled), then one at the next cell end.
+
+    The second one is for nbclient, which drops messages that do not belong to the cell it runs.
+    """
+    monkeypatch.setattr(_snapshot, "WATCH_EVERY", 0.05)
+    monkeypatch.setattr(_snapshot, "BETWEEN_CELLS", 0.2)
+    d = Desktop(session="none", geometry=(640, 480))
+    try:
+        frames = d._resources.frames
+        _snapshot._after_cell()  # the cell that started the desktop ends: watching begins (blank: no frame)
+        _snapshot._watch_between_cells()  # (started by the cell hooks in a kernel)
+        _painter = paint(d, 200, 150, 200, 150)
+        deadline = time.monotonic() + 10
+        while frames.refreshes == 0:
+            assert time.monotonic() < deadline, "no frame was taken between cells"
+            time.sleep(0.02)
+        assert near(d.snapshot().getpixel((300, 225)), PINK)
+        count = frames.refreshes
+        # Throttled: another change right away waits for BETWEEN_CELLS.
+        monkeypatch.setattr(_snapshot, "BETWEEN_CELLS", 600)
+        _painter.screen().root.create_window(0, 0, 10, 10, 0, 24, 1, 0, background_pixel=0xFFFFFF).map()
+        _painter.sync()
+        frames.refresh_between_cells()
+        assert frames.refreshes == count
+        # The next cell end sends a frame again, once.
+        _snapshot._after_cell()
+        assert frames.refreshes == count + 1
+        _snapshot._after_cell()
+        assert frames.refreshes == count + 1
+    finally:
+        d.stop()
+    thread = _snapshot._watching[0] if _snapshot._watching else None
+    deadline = time.monotonic() + 10
+    while thread is not None and thread.is_alive() and not _snapshot._keepers:
+        assert time.monotonic() < deadline, "the watching thread outlived the last desktop"
+        time.sleep(0.02)
+
+
+def test_a_desktop_that_never_drew_keeps_its_blank_last_frame_at_stop():
+    """Blank screens are skipped while a desktop starts, but its last moment is kept as it was."""
+    d = Desktop(session="none", geometry=(320, 240))
+    d.stop()
+    image = d.snapshot()
+    assert image.size == (320, 240)
+    assert len(image.getcolors(maxcolors=64) or ()) <= 3  # one colour (JPEG may shade it)
