@@ -11,28 +11,29 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import (
-    _apps,
-    _bundle,
-    _keynames,
-    _options,
-    _pointer,
-    _record,
-    _registry,
-    _rfb,
-    _screen,
-    _snapshot,
-    _vision,
-    _windows,
-    _x,
-)
+from . import _keynames, _lazy, _options, _registry, _spare
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
 from ._session import AttachedSession, Session, recorded_options, touch
-from ._widget import DesktopView
-from ._windows import Window
+
+if TYPE_CHECKING:
+    from ._widget import DesktopView
+    from ._windows import Window
+
+# The heavy ones (anywidget, python-xlib, Pillow) load while the first Xvnc starts: see _lazy.
+_apps = _lazy.module("._apps", __package__)
+_bundle = _lazy.module("._bundle", __package__)
+_pointer = _lazy.module("._pointer", __package__)
+_record = _lazy.module("._record", __package__)
+_rfb = _lazy.module("._rfb", __package__)
+_screen = _lazy.module("._screen", __package__)
+_snapshot = _lazy.module("._snapshot", __package__)
+_vision = _lazy.module("._vision", __package__)
+_widget = _lazy.module("._widget", __package__)
+_windows = _lazy.module("._windows", __package__)
+_x = _lazy.module("._x", __package__)
 
 log = logging.getLogger(__name__)
 
@@ -193,20 +194,8 @@ class Desktop:
         options = _options.check_options(
             geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
         )
-        # Built before anything starts so that bad view arguments fail early.
-        view = DesktopView(
-            view_only=view_only,
-            scale=scale,
-            height=height,
-            quality=quality,
-            compression=compression,
-            transport=transport,
-        )
-        if not options.name:
-            self._start(options, view)
-            return
-        # Get-or-create, as one step for every process of this user (two kernels
-        # asking at once get one desktop).
+        # Checked before anything starts so that bad view arguments fail early.
+        view_args = _options.check_view(view_only, scale, height, quality, compression, transport)
         asked = {
             "session_command": session != "auto",
             "opengl": not opengl,
@@ -217,10 +206,21 @@ class Desktop:
             "persistent": persistent,
             "idle_timeout": idle_timeout is not None,
         }
+        if not options.name:
+            # The defaults: a spare the server keeps ready, if there is one (see _spare).
+            claimed = None if any(asked.values()) else _spare.claim(options)
+            if claimed is not None:
+                self._adopt(claimed, _widget.DesktopView(**view_args), owned=True)
+                return
+            self._start(options, view_args)
+            return
+        view = _widget.DesktopView(**view_args)
+        # Get-or-create, as one step for every process of this user (two kernels
+        # asking at once get one desktop).
         with _registry.name_lock(options.name):
             existing = _registry.verified(options.name)
             if existing is None or existing.name != options.name:
-                self._start(options, view)
+                self._start(options, view_args)
                 return
             # The desktop of that name is already running somewhere.
             wanted = recorded_options(
@@ -231,10 +231,17 @@ class Desktop:
         view.scale = True
         self._adopt(attached, view, owned=False)
 
-    def _start(self, options: _options.Options, view: DesktopView) -> None:
+    def _start(self, options: _options.Options, view_args: dict[str, Any]) -> None:
         session = Session(options)
-        session.start()
-        self._adopt(session, view, owned=True)
+        views: list[DesktopView] = []
+
+        def while_xvnc_starts() -> None:
+            # The first Desktop() of a kernel imports its view and X stack here, in parallel with Xvnc.
+            _lazy.load(_widget, _x, _snapshot, _screen, _pointer, _windows, _apps, _record, _rfb)
+            views.append(_widget.DesktopView(**view_args))
+
+        session.start(while_starting=while_xvnc_starts)
+        self._adopt(session, views[0], owned=True)
 
     @classmethod
     def attach(
@@ -256,7 +263,7 @@ class Desktop:
         if info is None:
             running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
             raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
-        view = DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
+        view = _widget.DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
         desktop = cls.__new__(cls)
         desktop._adopt(AttachedSession(info), view, owned=False)
         return desktop
@@ -630,7 +637,7 @@ class Desktop:
     def windows(self) -> list[Window]:
         """The top-level windows now on the desktop."""
         with self._x() as conn:
-            return [Window(_desktop=self, **info) for info in _windows.list_windows(conn)]
+            return [_windows.Window(_desktop=self, **info) for info in _windows.list_windows(conn)]
 
     def wait_for_window(
         self,
