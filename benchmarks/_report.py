@@ -133,6 +133,18 @@ def first_cell_rows(r: dict) -> list[list[str]]:
         up = _get(fc, "upstream", "summary", key)
         if s or up:
             rows.append([label, fmt(s, 1000), fmt(up, 1000), "", f"≤ {target * 1000:.0f}", verdict(med(s), target)])
+    s = _get(fc, "spare", "summary", "panel_s")
+    if s:
+        rows.append(
+            [
+                "… with a spare desktop ready (`spare_desktops=1`): XFCE panel drawn (ms)",
+                fmt(s, 1000),
+                fmt(_get(fc, "upstream", "summary", "panel_s"), 1000),
+                "",
+                "≤ 500",
+                verdict(med(s), 0.5),
+            ]
+        )
     return rows
 
 
@@ -349,6 +361,8 @@ def _first_cell_section(fc: dict | None) -> list[str]:
     if not fc or not _get(fc, "ours", "summary"):
         return []
     cols = [("ours, `Desktop()` (XFCE)", fc["ours"]["summary"])]
+    if _get(fc, "spare", "summary"):
+        cols.append(("ours, a spare ready", fc["spare"]["summary"]))
     if _get(fc, "upstream", "summary"):
         cols.append(("upstream, XFCE (from page open)", fc["upstream"]["summary"]))
     header = ["stage (ms after Shift+Enter / page open)"] + [c[0] for c in cols]
@@ -384,6 +398,15 @@ def _first_cell_section(fc: dict | None) -> list[str]:
             ),
             "",
         ]
+    idle = _get(fc, "spare", "idle")
+    if idle:
+        out.append(
+            f"- a ready spare desktop at idle ({idle['idle_s']:g} s, nobody using it): {idle['cpu_pct']} % of a core,"
+            f" {idle['pss_mib']} MiB PSS / {idle['uss_mib']} MiB USS / {idle['rss_mib']} MiB RSS in"
+            f" {idle['processes']} processes (PSS/USS MiB: {', '.join(idle['largest'])});"
+            f" the spare was claimed in {fc['spare'].get('claimed_spare')} of {len(fc['spare'].get('trials', []))} trials"
+            f" and resized to its view in {fc['spare'].get('resized_to_view')}."
+        )
     for who in ("ours", "upstream"):
         cal = _get(fc, who, "panel_calibration")
         if cal:

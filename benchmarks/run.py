@@ -161,7 +161,16 @@ class Run:
         self.ours = Ours(self.browser, self.work / "ours")
         r = self.results
         if self.want("firstcell"):
-            r["first_cell"] = self.guarded("first cell", self.first_cell)
+            r["first_cell"] = self.guarded("first cell", self.first_cell) or {}
+            r["first_cell"]["spare"] = self.guarded(
+                "first cell, spare ready",
+                _firstcell.first_cell_spare,
+                self.browser,
+                self.work / "ours-spare",
+                self.p["first_cell"],
+                self.p["idle_s"],
+                self.out,
+            )
         if self.want("cold"):
             cold = r.setdefault("cold", {})
             cold["python_import_s"] = M.python_import(self.p["imports"])

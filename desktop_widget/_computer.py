@@ -337,6 +337,6 @@ def _duration(tool_input: dict, required: bool) -> float:
 
 def _check_keys(keys: str) -> None:
     """Fail on an unknown key name before anything is pressed (the keyboard's own parser says which)."""
-    from ._keyboard import _parse
+    from ._keynames import parse
 
-    _parse(keys)
+    parse(keys)
