@@ -205,7 +205,10 @@ class CommTunnel:
         return True
 
     def _open(self, view_id: str) -> None:
-        path = None if self._closed else self._socket_path()
+        if self._closed:
+            self._send({"dw": "rfb-closed", "view": view_id, "reason": "the widget was closed"}, [])
+            return
+        path = self._socket_path()
         if path is None:
             self._send({"dw": "rfb-closed", "view": view_id, "reason": "this desktop is not running"}, [])
             return
