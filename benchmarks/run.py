@@ -31,7 +31,18 @@ import _metrics as M  # noqa: E402
 import _report  # noqa: E402
 from _targets import ROOT, UPSTREAM_VENV, Browser, Ours  # noqa: E402
 
-METRICS = ["firstcell", "cold", "latency", "throughput", "resources", "api", "scale", "tuning", "framerate"]
+METRICS = [
+    "firstcell",
+    "cold",
+    "latency",
+    "throughput",
+    "resources",
+    "api",
+    "scale",
+    "tuning",
+    "framerate",
+    "transport",
+]
 #: Xvnc frame rates compared by the "framerate" metric (the default's neighbourhood and above).
 HIGH_FRAME_RATES = (120, 240, 500, 1000)
 
@@ -178,6 +189,10 @@ class Run:
             r["scale"] = self.guarded("scale", M.scale, self.ours, self.p["scale_latency"])
         if self.want("framerate"):
             r["frame_rates"] = self.guarded("frame rates", self.frame_rates)
+        if self.want("transport"):
+            r["transports"] = self.guarded(
+                "transports", M.transports, self.ours, self.p["latency"], self.p["burst_s"], self.out
+            )
         if self.want("tuning"):
             r["tuning"] = self.guarded(
                 "tuning",

@@ -10,10 +10,10 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _lazy, _options, _registry, _spare
+from . import _keynames, _lazy, _options, _registry, _spare
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
 from ._session import AttachedSession, Session, recorded_options, touch
@@ -73,6 +73,7 @@ class _Resources:
         self.wm_seen = False
         self.touched = 0.0
         self.stale: int | None = None  # resource id base of a connection dropped mid-call, until repaired
+        self.buttons: set[int] = set()  # held by mouse_down: a repair leaves them down
 
     def connection(self, connect: Callable[[], Any]) -> Any:
         """The X connection, opened (and the state a dropped one left behind repaired) if needed."""
@@ -90,7 +91,7 @@ class _Resources:
     def _repair(self, conn: Any) -> None:
         """Release the buttons and keys an interrupted call left down, and restore the keymap."""
         _x.forgotten(conn, self.stale, _REPAIR_DEADLINE)  # its last requests must not come after the repair
-        _pointer.release_buttons(conn)
+        _pointer.release_buttons(conn, keep=self.buttons)
         if self.keyboard is not None:
             self.keyboard.reset(conn)
         conn.sync()
@@ -429,6 +430,16 @@ class Desktop:
             self._keyboard(conn).key_down(name)
             conn.sync()
 
+    def hold_key(self, name: str, seconds: float = 1.0) -> None:
+        """Hold a key (or combo, ``"ctrl+shift"``) down for ``seconds``, then release it."""
+        _keynames.parse(name)  # an unknown name fails before anything is pressed
+        seconds = _options.check_seconds("seconds", seconds, most=3600)
+        try:
+            self.key_down(name)
+            time.sleep(seconds)
+        finally:
+            self.key_up(name)
+
     def key_up(self, name: str) -> None:
         with self._x() as conn:
             self._keyboard(conn).key_up(name)
@@ -460,21 +471,71 @@ class Desktop:
             _pointer.move(conn, *self._point(conn, x, y))
             conn.sync()
 
-    def click(self, x: int | None = None, y: int | None = None, button: str | int = "left", count: int = 1) -> None:
-        """Click at ``(x, y)``, or where the pointer is; ``count=2`` double-clicks."""
+    def click(
+        self,
+        x: int | None = None,
+        y: int | None = None,
+        button: str | int = "left",
+        count: int = 1,
+        modifiers: str | Sequence[str] | None = None,
+    ) -> None:
+        """Click at ``(x, y)``, or where the pointer is; ``count=2`` double-clicks.
+
+        ``modifiers`` are keys held during the clicks: ``modifiers=["ctrl"]``,
+        ``"ctrl+shift"``. Buttons: left, middle, right, back, forward, or 1-9.
+        """
         number = _pointer.button_number(button)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"count must be a positive int; got {count!r}")
+        held = _keynames.modifier_keys(modifiers)
         with self._x() as conn:
-            _pointer.move(conn, *self._point(conn, x, y))
-            _pointer.click(conn, number, count)
+            point = self._point(conn, x, y)
+            with self._holding(conn, held):
+                _pointer.move(conn, *point)
+                _pointer.click(conn, number, count)
             conn.sync()
 
-    def double_click(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
-        self.click(x, y, button, count=2)
+    def double_click(
+        self, x: int | None = None, y: int | None = None, button: str | int = "left", modifiers: Any = None
+    ) -> None:
+        self.click(x, y, button, count=2, modifiers=modifiers)
 
-    def right_click(self, x: int | None = None, y: int | None = None) -> None:
-        self.click(x, y, "right")
+    def triple_click(
+        self, x: int | None = None, y: int | None = None, button: str | int = "left", modifiers: Any = None
+    ) -> None:
+        """Three clicks in a row: toolkits select the line or paragraph."""
+        self.click(x, y, button, count=3, modifiers=modifiers)
+
+    def right_click(self, x: int | None = None, y: int | None = None, modifiers: Any = None) -> None:
+        self.click(x, y, "right", modifiers=modifiers)
+
+    def middle_click(self, x: int | None = None, y: int | None = None, modifiers: Any = None) -> None:
+        """A middle click: on X it pastes the PRIMARY selection (the last text selected)."""
+        self.click(x, y, "middle", modifiers=modifiers)
+
+    def mouse_down(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
+        """Press ``button`` (at ``(x, y)`` if given) and keep it down until :meth:`mouse_up`."""
+        number = _pointer.button_number(button)
+        with self._x() as conn:
+            point = self._point(conn, x, y)
+            _pointer.move(conn, *point)
+            _pointer.press(conn, number)
+            conn.sync()
+            self._resources.buttons.add(number)
+
+    def mouse_up(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
+        """Release ``button`` (after moving to ``(x, y)`` if given)."""
+        number = _pointer.button_number(button)
+        with self._x() as conn:
+            point = self._point(conn, x, y)
+            _pointer.move(conn, *point)
+            _pointer.release(conn, number)
+            conn.sync()
+            self._resources.buttons.discard(number)
+
+    def _holding(self, conn: Any, keysyms: list[int]) -> Any:
+        """Keys held down for the block (released after it, also when it fails)."""
+        return self._keyboard(conn).holding(keysyms) if keysyms else contextlib.nullcontext()
 
     def drag(
         self,
@@ -508,15 +569,27 @@ class Desktop:
                 _pointer.release(conn, number)
                 conn.sync()
 
-    def scroll(self, dy: int, dx: int = 0, x: int | None = None, y: int | None = None) -> None:
-        """Scroll by wheel clicks: positive ``dy`` down, positive ``dx`` right."""
+    def scroll(
+        self,
+        dy: int = 0,
+        dx: int = 0,
+        x: int | None = None,
+        y: int | None = None,
+        modifiers: str | Sequence[str] | None = None,
+    ) -> None:
+        """Scroll by wheel clicks: positive ``dy`` down, negative up; positive ``dx`` right, negative left.
+
+        ``d.scroll(dx=-3)`` scrolls left; ``modifiers=["ctrl"]`` zooms in many apps.
+        """
         for name, value in (("dy", dy), ("dx", dx)):
             if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int; got {value!r}")
+                raise TypeError(f"{name} must be an int (wheel clicks); got {value!r}")
+        held = _keynames.modifier_keys(modifiers)
         with self._x() as conn:
             if x is not None or y is not None:
                 _pointer.move(conn, *self._point(conn, x, y))
-            _pointer.scroll(conn, dy, dx)
+            with self._holding(conn, held):
+                _pointer.scroll(conn, dy, dx)
             conn.sync()
 
     # -- applications ----------------------------------------------------------

@@ -157,6 +157,27 @@ class Keyboard:
                 self._held.extend(added)
                 self._down.clear()  # held now: _finish must not release them
 
+    @contextlib.contextmanager
+    def holding(self, keysyms: Sequence[int]) -> Iterator[None]:
+        """Keep ``keysyms`` pressed during the block (modifiers of a click), released after it.
+
+        Unlike :meth:`key_down` they count as pressed by the operation under
+        way: an interrupted block leaves nothing held (see :meth:`reset`).
+        """
+        with self._lock:
+            keymap = Keymap.read(self._conn)
+            with self._operation(keymap):
+                self._bind(keymap, [ks for ks in dict.fromkeys(keysyms) if ks not in keymap.where])
+                held = {kc for _, kc in self._held}
+                for keysym in keysyms:
+                    keycode, level = self._locate(keymap, keysym)
+                    if level == 1 and keymap.shift not in self._down and keymap.shift not in held:
+                        self._press(keymap.shift)
+                    if keycode not in self._down and keycode not in held:  # one held by key_down stays held
+                        self._press(keycode)
+                self._flush()
+                yield
+
     def key_up(self, name: str) -> None:
         """Release what :meth:`key_down` pressed for ``name`` (or just release the key)."""
         keysyms = parse(name)

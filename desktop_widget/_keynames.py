@@ -160,6 +160,19 @@ def split(combo: str) -> list[str]:
     return [part.strip() or part for part in parts]
 
 
+def modifier_keys(modifiers: object) -> list[int]:
+    """The keysyms of ``modifiers`` (``None``, ``"ctrl"``, ``"ctrl+shift"`` or ``["ctrl", "shift"]``), checked."""
+    if modifiers is None:
+        return []
+    if isinstance(modifiers, str):
+        modifiers = [modifiers]
+    if not isinstance(modifiers, (list, tuple)) or not all(isinstance(m, str) for m in modifiers):
+        raise TypeError(
+            f"modifiers must be a key name or a list of them, e.g. ['ctrl'] or 'ctrl+shift'; got {modifiers!r}"
+        )
+    return list(dict.fromkeys(keysym for combo in modifiers for keysym in parse(combo)))
+
+
 def parse(combo: object) -> tuple[int, ...]:
     if not isinstance(combo, str):
         raise TypeError(f"a key is named by a str such as 'Return', 'a' or 'ctrl+c'; got {combo!r}")
