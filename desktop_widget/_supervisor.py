@@ -241,6 +241,9 @@ def _remove_ice_files(pids: set[int]) -> None:
 
 
 class Supervisor:
+    """One desktop's life: start Xvnc and the session, watch (owner, children, idle time, the
+    server), and always end with :meth:`teardown`, whatever ended it (see :meth:`run`)."""
+
     def __init__(self, config: dict, owner: Owner) -> None:
         self.config = config
         self.owner = owner
