@@ -133,6 +133,18 @@ def first_cell_rows(r: dict) -> list[list[str]]:
         up = _get(fc, "upstream", "summary", key)
         if s or up:
             rows.append([label, fmt(s, 1000), fmt(up, 1000), "", f"≤ {target * 1000:.0f}", verdict(med(s), target)])
+    s = _get(fc, "spare", "summary", "panel_s")
+    if s:
+        rows.append(
+            [
+                "… with a spare desktop ready (`spare_desktops=1`): XFCE panel drawn (ms)",
+                fmt(s, 1000),
+                fmt(_get(fc, "upstream", "summary", "panel_s"), 1000),
+                "",
+                "≤ 500",
+                verdict(med(s), 0.5),
+            ]
+        )
     return rows
 
 
@@ -312,6 +324,7 @@ def markdown(r: dict) -> str:
     out += _scale_section(r.get("scale"))
     out += _tuning_section(r.get("tuning"))
     out += _frame_rate_section(r.get("frame_rates"))
+    out += _transport_section(r.get("transports"))
     if r.get("errors"):
         out += ["## Errors", "", *[f"- {e}" for e in r["errors"]], ""]
     return "\n".join(out)
@@ -348,6 +361,8 @@ def _first_cell_section(fc: dict | None) -> list[str]:
     if not fc or not _get(fc, "ours", "summary"):
         return []
     cols = [("ours, `Desktop()` (XFCE)", fc["ours"]["summary"])]
+    if _get(fc, "spare", "summary"):
+        cols.append(("ours, a spare ready", fc["spare"]["summary"]))
     if _get(fc, "upstream", "summary"):
         cols.append(("upstream, XFCE (from page open)", fc["upstream"]["summary"]))
     header = ["stage (ms after Shift+Enter / page open)"] + [c[0] for c in cols]
@@ -383,6 +398,15 @@ def _first_cell_section(fc: dict | None) -> list[str]:
             ),
             "",
         ]
+    idle = _get(fc, "spare", "idle")
+    if idle:
+        out.append(
+            f"- a ready spare desktop at idle ({idle['idle_s']:g} s, nobody using it): {idle['cpu_pct']} % of a core,"
+            f" {idle['pss_mib']} MiB PSS / {idle['uss_mib']} MiB USS / {idle['rss_mib']} MiB RSS in"
+            f" {idle['processes']} processes (PSS/USS MiB: {', '.join(idle['largest'])});"
+            f" the spare was claimed in {fc['spare'].get('claimed_spare')} of {len(fc['spare'].get('trials', []))} trials"
+            f" and resized to its view in {fc['spare'].get('resized_to_view')}."
+        )
     for who in ("ours", "upstream"):
         cal = _get(fc, who, "panel_calibration")
         if cal:
@@ -770,6 +794,64 @@ def _frame_rate_section(rows_in: list[dict] | None) -> list[str]:
         table(header, rows),
         "",
     ]
+
+
+def _transport_section(rows_in: list[dict] | None) -> list[str]:
+    """The server route and the widget's comm side by side, on the same kind of desktop in the same run."""
+    if not rows_in:
+        return []
+    by = {x["transport"]: x for x in rows_in}
+    rows = []
+    for x in rows_in:
+        row = [x["transport"], fmt(_get(x, "latency", "browser_ms"), digits=1)]
+        for mode in ("solid", "noise"):
+            t = x.get(mode) or {}
+            row += [
+                _n(t.get("drawn_per_s"), 0),
+                _n(t.get("flips_per_s"), 0),
+                _n(t.get("ws_mbit_per_s"), 1),
+                _n(_get(t, "cpu_pct", "kernel"), 0),
+                _n(_get(t, "cpu_pct", "jupyter_server"), 0),
+            ]
+        rows.append(row)
+    header = ["transport", "latency (ms)"]
+    for mode in ("solid", "noise"):
+        header += [
+            f"{mode}: drawn/s",
+            f"{mode}: flips/s",
+            f"{mode}: Mbit/s",
+            f"{mode}: CPU kernel %",
+            f"{mode}: CPU server %",
+        ]
+    out = [
+        "## Transports: the server route and the comm",
+        "",
+        'Light WM; `Desktop(transport="comm")` against the default route; a 1024×640 window repainted at 60 fps for'
+        " the load. The comm's bytes are what the kernel's pump sent (they travel inside the kernel's WebSocket).",
+        "",
+        table(header, rows),
+        "",
+    ]
+    server, comm = by.get("server"), by.get("comm")
+    if server and comm:
+        lat_s, lat_c = med(_get(server, "latency", "browser_ms")), med(_get(comm, "latency", "browser_ms"))
+        solid = _get(comm, "solid", "drawn_per_s")
+        noise_s, noise_c = _get(server, "noise", "flips_per_s"), _get(comm, "noise", "flips_per_s")
+        goals = [
+            [
+                "comm latency ≤ 2× the route's",
+                f"{lat_c} vs {lat_s} ms",
+                verdict(lat_c / lat_s if lat_c and lat_s else None, 2.0),
+            ],
+            ["comm, solid content ≥ 55 drawn/s", _n(solid, 0), verdict(solid, 55, higher_is_better=True)],
+            [
+                "comm, noise ≥ 50 % of the route's frames/s",
+                f"{noise_c} vs {noise_s}",
+                verdict(noise_c / noise_s if noise_c and noise_s else None, 0.5, higher_is_better=True),
+            ],
+        ]
+        out += [table(["goal (issue 10)", "measured", ""], goals), ""]
+    return out
 
 
 def _tuning_section(t: dict | None) -> list[str]:

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests._cells import PINK, pixels_cell, write_notebook
 from tests._jupyter import BIN, free_port
@@ -28,6 +29,13 @@ BOX = """\
 import ipywidgets as widgets
 widgets.Box([d.view], layout=widgets.Layout(width="50%"))"""
 
+#: The default transport where our extension serves the route: the route.
+AUTO = """\
+# dw-hosts: auto
+from desktop_widget import Desktop
+a = Desktop(session="none", geometry=(320, 240))
+a"""
+
 PUMPS = """\
 # dw-hosts: pumps
 print("PUMPS", len(d.view._tunnel.pumps()))"""
@@ -36,7 +44,7 @@ print("PUMPS", len(d.view._tunnel.pumps()))"""
 @pytest.fixture(scope="module")
 def nb(jupyter, browser, artifacts):
     """JupyterLab with our extension on; the desktop's views still use the comm (forced)."""
-    write_notebook(jupyter.root_dir / NOTEBOOK, DESKTOP, BOX, pixels_cell("dw-hosts: pixels"), PUMPS)
+    write_notebook(jupyter.root_dir / NOTEBOOK, AUTO, DESKTOP, BOX, pixels_cell("dw-hosts: pixels"), PUMPS)
     lab_setting(jupyter, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
     console: list[str] = []
     context, nb = open_notebook(browser, jupyter, NOTEBOOK, artifacts, console)
@@ -46,6 +54,13 @@ def nb(jupyter, browser, artifacts):
         (artifacts / "hosts-console.log").write_text("\n".join(console))
         context.close()
         shutdown_kernels(jupyter, NOTEBOOK)
+
+
+def test_auto_uses_the_route_where_it_answers(nb):
+    nb.run("dw-hosts: auto")
+    view = nb.view("dw-hosts: auto")
+    assert nb.wait_connected(view) == "server"
+    assert "through the Jupyter server" in view.get_attribute("title")
 
 
 def test_comm_forced_with_the_extension_on(nb):
@@ -90,7 +105,7 @@ def test_clearing_the_primary_view_hands_sizing_to_the_other(nb):
     nb.cell("dw-hosts: desktop").locator(".jp-InputArea-prompt").click()
     nb.page.get_by_role("menuitem", name="Edit", exact=True).click()
     nb.page.get_by_role("menuitem", name="Clear Cell Output", exact=True).click()
-    nb.page.wait_for_function("() => document.querySelectorAll('.dw-root').length === 1", timeout=10_000)
+    expect(nb.cell("dw-hosts: desktop").locator(".dw-root")).to_have_count(0, timeout=10_000)
     # The remaining view now sizes the desktop to itself, without any trait changing.
     nb.wait_fits(canvas)
     nb.screenshot("hosts-3-sizing-handed-over", nb.view("dw-hosts: box"))
