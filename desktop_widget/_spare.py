@@ -78,7 +78,7 @@ def claim(options: _options.Options) -> Session | None:
             continue
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            conn.settimeout(5.0)
+            conn.settimeout(10.0)  # a claim is answered at once, unless the machine is very busy
             conn.connect(str(_registry.owner_socket_path(desktop_id)))
             conn.sendall(b'{"cmd": "claim"}\n')
             reply = b""
