@@ -13,8 +13,11 @@ Where a program runs decides whether it can outlive its desktop, so:
   telling the supervisor its pid, leaves a window in which a killed owner
   leaks it and cannot catch what the program daemonizes.
 * On a desktop another process owns (``Desktop.attach``), this process has
-  no pipe to the supervisor, so the program is this process's child and
-  stops when this ``Desktop`` releases its resources or this process exits.
+  no pipe to the supervisor, so the program is this process's child: it
+  stops when this ``Desktop`` releases its resources, when this process
+  exits (a parent-death signal, asked for from a thread that lives as long
+  as the process, since the signal follows the thread that forked), and
+  when the desktop's supervisor exits (:class:`Tether` watches it).
 
 Either way ``launch()`` returns an :class:`App`: what ``subprocess.Popen``
 offers for a program with no pipes (``pid``, ``args``, ``returncode``,
@@ -34,10 +37,14 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _counter = itertools.count(1)
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
 
 
 class App:
@@ -157,23 +164,73 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+def _in_a_lasting_thread(fork: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """Run ``fork`` in a thread that lives as long as the process: the main thread, or one spawner thread.
+
+    A parent-death signal is sent when the thread that forked ends, so a
+    program started from a short-lived thread would be killed with it, or
+    (without the signal) outlive the process.
+    """
+    global _spawner
+    if threading.current_thread() is threading.main_thread():
+        return fork()
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(1, thread_name_prefix="desktop-widget-spawner")
+    return _spawner.submit(fork).result()
+
+
 def spawn_here(argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> App:
-    """Start a program as this process's child (for a desktop another process owns)."""
-    # Parent-death signals follow the thread that forked, so only the main
-    # thread (which lives as long as the process) may ask for one.
-    die_with_parent = threading.current_thread() is threading.main_thread()
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
-        )
+    """Start a program as this process's child; it gets SIGTERM when this process ends."""
+
+    def fork() -> subprocess.Popen:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    popen = _in_a_lasting_thread(fork)
     return App(argv, popen.pid, log_path, popen)
+
+
+class Tether:
+    """Programs this process started on a desktop it does not own: they end when its supervisor ends.
+
+    ``pidfd`` pins the supervisor (taken over; closed when it ends). A daemon
+    thread waits for it; a program added after that is stopped at once.
+    """
+
+    def __init__(self, pidfd: int, name: str) -> None:
+        self._pidfd = pidfd
+        self._lock = threading.Lock()
+        self._apps: list[App] = []
+        self._ended = False
+        threading.Thread(target=self._watch, name=f"desktop-widget-tether-{name}", daemon=True).start()
+
+    def add(self, app: App) -> bool:
+        """Tie ``app`` to the desktop; False (and the program stopped) if the desktop has already ended."""
+        with self._lock:
+            if not self._ended:
+                self._apps = [a for a in self._apps if a.poll() is None] + [app]
+                return True
+        stop_all([app])
+        return False
+
+    def _watch(self) -> None:
+        with contextlib.suppress(OSError):
+            select.select([self._pidfd], [], [])
+        with self._lock:
+            self._ended = True
+            apps, self._apps = self._apps, []
+        os.close(self._pidfd)
+        stop_all(apps)
 
 
 def launch(cmd: object, env: dict[str, str], cwd: str, log_dir: str) -> App:

@@ -17,6 +17,7 @@ let config = JSON.parse(document.getElementById("jupyter-config-data")?.textCont
 /**
  * Enough of an anywidget model for the view: get/set/on/off/save_changes and custom messages.
  * @param {Record<string, any>} state
+ * @returns {import("./widget.js").Model & { deliver: (message: any) => void }}
  */
 function page_model(state) {
 	/** @type {Map<string, Set<(...args: any[]) => void>>} */
@@ -32,6 +33,10 @@ function page_model(state) {
 			emit(`change:${name}`);
 		},
 		save_changes() {},
+		send() {
+			// No kernel behind this page: its view uses the server's route only (transport "server").
+			throw new Error("the desktop page has no kernel to send to");
+		},
 		on(/** @type {string} */ event, /** @type {(...args: any[]) => void} */ callback) {
 			if (!listeners.has(event)) listeners.set(event, new Set());
 			listeners.get(event)?.add(callback);
@@ -98,6 +103,7 @@ function main() {
 		compression: 2,
 		clipboard: "",
 		_view_size: [],
+		transport: "server",
 	});
 
 	let bar = element("header", { class: "dw-bar" });

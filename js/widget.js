@@ -11,11 +11,15 @@
  */
 import RFB from "@novnc/novnc";
 import { CommChannel } from "./comm_channel.js";
-import { last_frame_layer } from "./last_frame.js";
+import { last_frame_layer, saved_page } from "./last_frame.js";
 
 /**
+ * What the view uses of the widget's model (anywidget's AnyModel; page.js has a stand-in).
  * @typedef {object} Model
  * @property {(name: string) => any} get
+ * @property {(name: string, value: any) => void} set
+ * @property {() => void} save_changes
+ * @property {(content: any, callbacks?: any, buffers?: ArrayBuffer[] | ArrayBufferView[]) => void} send
  * @property {(event: string, callback: (...args: any[]) => void) => void} on
  * @property {(event: string, callback?: (...args: any[]) => void) => void} off
  */
@@ -174,7 +178,7 @@ function render({ model, el }) {
 	el.append(root);
 	let frame = last_frame_layer(model, root, signal);
 
-	/** @type {any} */
+	/** @type {RFB | null} */
 	let rfb = null;
 	/** @type {"server" | "comm" | null} the transport of the current (or last) connection */
 	let transport = null;
@@ -252,7 +256,7 @@ function render({ model, el }) {
 	}
 
 	/**
-	 * @param {any} client
+	 * @param {RFB} client
 	 * @param {"server" | "comm"} how
 	 * @param {(opened: boolean, clean: boolean) => Promise<void> | void} on_end
 	 */
@@ -349,6 +353,11 @@ function render({ model, el }) {
 		let state = model.get("status");
 		if (state !== "running") {
 			show(describe_state(state, model.get("status_detail")), state);
+			return;
+		}
+		if (saved_page()) {
+			// No kernel behind a saved copy, ever: no connection to try.
+			show("A saved copy of the notebook: the desktop is not live here.", "saved");
 			return;
 		}
 		if (choose_transport() === "comm") connect_comm();

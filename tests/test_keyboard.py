@@ -8,6 +8,7 @@ freeze for a while, as a busy application would.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 from Xlib.error import XError
 
 from desktop_widget import Desktop, _x
-from desktop_widget._keyboard import Keyboard, _char_keysym, _resolve, _split
+from desktop_widget._keyboard import Keyboard
+from desktop_widget._keynames import char_keysym, resolve, split
 
 FREEZE = 1.5  # seconds the Tk app sleeps on F5
 
@@ -246,26 +248,26 @@ def app(desktop, conn, tmp_path, request):
     ],
 )
 def test_key_names(name, keysym):
-    assert _resolve(name) == keysym
+    assert resolve(name) == keysym
 
 
 def test_unknown_key_suggests():
     with pytest.raises(ValueError, match=r"unknown key 'retrun'; did you mean 'Return'"):
-        _resolve("retrun")
+        resolve("retrun")
     with pytest.raises(ValueError, match=r"did you mean 'BackSpace'"):
-        _resolve("backspce")
+        resolve("backspce")
 
 
 def test_combo_syntax():
-    assert _split("ctrl+alt+t") == ["ctrl", "alt", "t"]
-    assert _split("ctrl++") == ["ctrl", "+"]
-    assert _split("+") == ["+"]
+    assert split("ctrl+alt+t") == ["ctrl", "alt", "t"]
+    assert split("ctrl++") == ["ctrl", "+"]
+    assert split("+") == ["+"]
     for bad in ("", "ctrl+", "+a", "a++b"):
         with pytest.raises(ValueError, match="malformed"):
-            _split(bad)
-    assert _char_keysym("\n") == _resolve("Return")
+            split(bad)
+    assert char_keysym("\n") == resolve("Return")
     with pytest.raises(ValueError, match="control character"):
-        _char_keysym("\x07")
+        char_keysym("\x07")
 
 
 # -- typing into Tk ------------------------------------------------------------
@@ -423,8 +425,13 @@ def test_failure_releases_keys_and_restores_the_keymap(kb, app, conn, monkeypatc
     assert app.text(kb) == "ABx"
 
 
-def test_a_client_that_fetches_the_keymap_lazily_is_prompted(desktop, conn, tmp_path):
-    """GTK fetches a changed keymap only at its next key event; a key without keysym prompts it."""
+def test_a_client_that_fetches_the_keymap_lazily_is_prompted(desktop, conn, tmp_path, caplog):
+    """GTK fetches a changed keymap only at its next key event; a key without keysym prompts it.
+
+    Unprompted, the client would handle the change only at our first bound key, so every
+    wait for it would run into ``timeout`` (and say so in the log). How long it takes is
+    the benchmarks' business.
+    """
     script = tmp_path / "lazy.py"
     script.write_text(LAZY_APP)
     out = tmp_path / "lazy.txt"
@@ -433,13 +440,16 @@ def test_a_client_that_fetches_the_keymap_lazily_is_prompted(desktop, conn, tmp_
     try:
         wait_focus(conn, "keyboard-lazy")
         before = keymap(conn)
-        started = time.perf_counter()
-        lazy.type("Grüße ✓ 日本")
-        elapsed = time.perf_counter() - started
+        with caplog.at_level(logging.DEBUG, logger="desktop_widget"):
+            lazy.type("Grüße ✓ 日本")
         assert keymap(conn) == before
         lazy.key("F12")
         assert wait_file(out) == "Grüße ✓ 日本"
-        assert elapsed < 2.5, f"type() waited {elapsed:.1f} s: the client was not prompted to fetch the keymap"
+        waits = [
+            r.getMessage() for r in caplog.records if "handle" in r.getMessage() and "keymap change" in r.getMessage()
+        ]
+        assert waits, "type() never waited for the client"
+        assert not [w for w in waits if "did not handle" in w], f"the client was not prompted: {waits}"
     finally:
         lazy.close()
         proc.kill()

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from Xlib.xauth import FamilyLocal, Xauthority
 
 from desktop_widget import _registry, _xauth
 
@@ -80,12 +81,34 @@ def test_socket_must_be_ours_and_inside(tmp_path):
         assert _registry.socket_for(entry.id, tmp_path) is None
 
 
-def test_xauth_entries_parse():
-    data = _xauth.entries(b"\x01" * 16, "host")
-    # family, address, number, name, cookie: twice (local + wildcard)
-    assert data.count(b"MIT-MAGIC-COOKIE-1") == 2
-    assert data[:2] == b"\x01\x00"
-    assert b"host" in data
+def test_xauth_file_parses_as_an_xauthority(tmp_path):
+    """python-xlib (and so libXau's format) reads our file: one cookie for any display, local and wildcard."""
+    path = tmp_path / "Xauthority"
+    _xauth.write(str(path))
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    parsed = Xauthority(str(path))
+    assert len(parsed) == 2
+    (local_family, host, local_number, local_name, cookie), wild = parsed[0], parsed[1]
+    assert (local_family, host, local_number, local_name) == (
+        FamilyLocal,
+        socket.gethostname().encode(),
+        b"",
+        b"MIT-MAGIC-COOKIE-1",
+    )
+    assert len(cookie) == 16
+    assert wild == (0xFFFF, b"", b"", b"MIT-MAGIC-COOKIE-1", cookie)
+    # What a local client asks for, for whatever display number the server took.
+    for number in (0, 5, 1023):
+        assert parsed.get_best_auth(FamilyLocal, socket.gethostname().encode(), number) == (
+            b"MIT-MAGIC-COOKIE-1",
+            cookie,
+        )
+    # A new file, a new cookie; an existing file is never overwritten.
+    other = tmp_path / "other"
+    _xauth.write(str(other))
+    assert Xauthority(str(other))[0][4] != cookie
+    with pytest.raises(FileExistsError):
+        _xauth.write(str(path))
 
 
 def test_entry_is_alive_only_while_its_very_supervisor_runs(tmp_path):

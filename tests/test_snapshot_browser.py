@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from tests._cells import DEMO, PINK, pixels_cell, write_notebook
 from tests._frames import assert_frame_shows_window
 from tests.test_browser import Lab, _api, _shutdown_kernels
+from tests.test_snapshot import assert_pink_window, saved_frame
 
 pytestmark = pytest.mark.browser
 
@@ -77,7 +78,7 @@ def show_pink_window(lab: Lab) -> tuple[int, ...]:
     return window
 
 
-def save_restart_reload(lab: Lab, jupyter) -> None:
+def save_restart_reload(lab: Lab, jupyter, window: tuple[int, ...]) -> None:
     """Save (the widget state goes into the notebook), restart the kernel, reload the page."""
     lab.cell("dw-test: pixels").locator(".jp-InputArea-prompt").click()
     lab.page.keyboard.press("Control+s")
@@ -86,6 +87,9 @@ def save_restart_reload(lab: Lab, jupyter) -> None:
     while "_last_frame" not in path.read_text():
         assert time.monotonic() < deadline, "the saved notebook has no widget state with the frame"
         time.sleep(0.2)
+    # JupyterLab saved it as a binary buffer (base64), the same form nbconvert writes.
+    frame, _state = saved_frame(path)
+    assert_pink_window(frame, window)
     kernel = next(s["kernel"]["id"] for s in _api(jupyter, "api/sessions") if s.get("path") == lab.notebook)
     _api(jupyter, f"api/kernels/{kernel}/restart", "POST")
     lab.page.reload()
@@ -105,7 +109,7 @@ def test_stopped_desktop_shows_its_last_frame_also_after_kernel_restart_and_relo
     lab.run("dw-test: stop")
     lab.output_of("dw-test: stop", "STOPPED")
     assert_last_frame_shown(lab, window, CAPTION_STOPPED, "last-frame-1-stopped")
-    save_restart_reload(lab, jupyter)
+    save_restart_reload(lab, jupyter, window)
     assert_last_frame_shown(lab, window, CAPTION_STOPPED, "last-frame-2-reloaded")
 
 
@@ -113,5 +117,5 @@ def test_stopped_desktop_shows_its_last_frame_also_after_kernel_restart_and_relo
 def test_desktop_left_running_shows_its_last_frame_after_kernel_restart_and_reload(lab, jupyter):
     """No d.stop(): the desktop ends with its kernel; the frame is the one taken at the end of the last cell."""
     window = show_pink_window(lab)
-    save_restart_reload(lab, jupyter)
+    save_restart_reload(lab, jupyter, window)
     assert_last_frame_shown(lab, window, CAPTION_GONE, "last-frame-3-kernel-gone")

@@ -118,6 +118,8 @@ def test_exported_html_shows_the_last_frame(exported, browser, artifacts):
         assert_frame_shows_window(page.locator(".dw-frame img"), window)
         page.screenshot(path=str(artifacts / "last-frame-html.png"))
         assert any("embed-amd.js" in url for url in served), served
+        # No kernel behind a saved page: the view tries no connection.
+        expect(root).to_have_attribute("data-state", "saved")
     finally:
         (artifacts / "last-frame-html-console.log").write_text("\n".join([*console, "refused:", *refused]))
         context.close()
