@@ -200,7 +200,7 @@ def _daemonizing_app(pidfile: Path) -> list[str]:
 
 @pytest.mark.parametrize("how", ["stop", "idle"])
 def test_launched_programs_and_their_daemons_end_with_the_desktop(tmp_path, how):
-    d = Desktop(session="none", geometry=(320, 240), idle_timeout=1.5 if how == "idle" else None)
+    d = Desktop(session="none", geometry=(320, 240), idle_timeout=3 if how == "idle" else None)
     pidfile = tmp_path / "daemon.pid"
     apps: list = []
     # From a thread too (a parent-death signal would follow the thread, not the process).
