@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import nbformat
-from _common import align, save_root_png, summary, tree
+from _common import CpuWindow, align, cmdline, memory_of, ppid_table, root_row, save_root_png, summary, tree
 from _metrics import (
     PANEL_TOL,
     PANEL_WATCH,
@@ -147,8 +147,10 @@ class FirstCell:
                 api(self.server, f"api/kernels/{self.kernel_id}", "DELETE")
 
 
-def _first_cell_trial(fc: FirstCell, panel: dict | None, timeout: float = 30) -> dict:
+def _first_cell_trial(fc: FirstCell, panel: dict | None, timeout: float = 30, before_run=None) -> dict:
     fc.fresh_kernel()
+    if before_run is not None:
+        before_run()
     page = fc.page
     page.evaluate("() => __bench.resetRoot()")
     if panel:
@@ -258,3 +260,121 @@ def first_cell_pair(
         return out
     finally:
         fc.close()
+
+
+# -- with a spare desktop ready (--DesktopWidget.spare_desktops=1) --------------------------------------
+SPARE_SETTLED_S = 5.0  # a spare's marker this old: its XFCE has drawn (it takes 1-3 s)
+
+
+def _spare_ids(ours: Ours) -> dict[str, float]:
+    """Spare desktops ready now: id -> age of their ``spare`` marker (s)."""
+    now = time.time()
+    out = {}
+    for marker in (ours.runtime / "desktop-widget").glob("*/spare"):
+        with contextlib.suppress(OSError):
+            out[marker.parent.name] = now - marker.stat().st_mtime
+    return out
+
+
+def _panel_drawn(ours: Ours, desktop_id: str, panel: dict) -> bool:
+    """Whether a spare's own screen shows XFCE's panel (its marker holds the display)."""
+    directory = ours.runtime / "desktop-widget" / desktop_id
+    try:
+        display = json.loads((directory / "spare").read_text())["display"]
+        row = root_row({"DISPLAY": f":{display}", "XAUTHORITY": str(directory / "Xauthority")}, panel["points"][0][1])
+    except Exception:
+        return False
+    rgb = panel["rgb"]
+    hits = sum(
+        1
+        for x, _ in panel["points"]
+        if x < len(row) and all(abs(a - b) <= 10 for a, b in zip(row[x], rgb, strict=True))
+    )
+    return hits >= panel["need"]
+
+
+def _wait_settled_spare(ours: Ours, timeout: float = 90, panel: dict | None = None) -> str:
+    """A spare that has drawn its panel (or, before the panel's colour is known, one old enough to have)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = {
+            k: age
+            for k, age in _spare_ids(ours).items()
+            if (_panel_drawn(ours, k, panel) if panel else age >= SPARE_SETTLED_S)
+        }
+        if ready:
+            return max(ready, key=ready.get)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no settled spare desktop in {timeout} s")
+        time.sleep(0.2)
+
+
+def _spare_supervisor(desktop_id: str) -> int | None:
+    table = ppid_table()
+    return next((table[p] for p in table if f"desktop-{desktop_id}" in cmdline(p)), None)
+
+
+def spare_idle_cost(ours: Ours, idle_s: float) -> dict:
+    """What one ready spare costs while nobody uses it: memory of its whole tree and CPU over ``idle_s``."""
+    spare = _wait_settled_spare(ours)
+    sup = _spare_supervisor(spare)
+    pids = sorted(tree(sup) | {sup})
+    cpu = CpuWindow.begin({"spare": pids})
+    time.sleep(idle_s)
+    used = cpu.end()["spare"]
+    mem = memory_of({"spare": pids})["spare"]
+    return {
+        "idle_s": idle_s,
+        "cpu_pct": used["cpu_pct"],
+        "pss_mib": mem["pss_mib"],
+        "uss_mib": mem["uss_mib"],
+        "rss_mib": mem["rss_mib"],
+        "processes": len(pids),
+        "largest": [f"{p['comm']} {p['pss']:.0f}/{p['uss']:.0f}" for p in mem["processes"][:6]],
+    }
+
+
+def first_cell_spare(browser: Browser, workdir: Path, n: int, idle_s: float, results_dir: Path) -> dict:
+    """The same first cell, on a server that keeps one spare desktop ready; and that spare's idle cost."""
+    log(f"first cell with a spare desktop ready: 1 warm-up + {n}")
+    ours = Ours(browser, workdir, server_args=("--DesktopWidget.spare_desktops=1",))
+    fc = FirstCell(ours, browser)
+    try:
+        fc.open()
+        idle = spare_idle_cost(ours, idle_s)
+        log(f"  a ready spare at idle: {idle['pss_mib']} MiB PSS, {idle['cpu_pct']} % CPU")
+        claimed: list[str] = []
+        panel: dict | None = None
+
+        def settled_spare() -> None:
+            claimed.append(_wait_settled_spare(ours, panel=panel))
+
+        warm = _first_cell_trial(fc, None, before_run=settled_spare)
+        time.sleep(4)
+        info = fc.settled_desktop()
+        panel = calibrate_panel(info["env"])
+        trials = []
+        for i in range(n):
+            trial = _first_cell_trial(fc, panel, before_run=settled_spare)
+            trial["claimed_spare"] = fc.eval_json("d.id") == claimed[-1]
+            # The view's first resize reaches the claimed desktop (a spare starts at 1280x800).
+            trial["resized_to_view"] = fc.eval_json("list(d.size) == list(d.view._view_size)")
+            trials.append(trial)
+            log(f"  ours+spare: first colour {trial['first_colour_s']} s, panel {trial['panel_s']} s")
+            if i == n - 1:
+                time.sleep(1.5)
+                fc.page.screenshot(path=str(results_dir / "ours-first-cell-spare-page.png"))
+        return {
+            "warmup": warm,
+            "panel_calibration": panel,
+            "trials": trials,
+            "summary": _summarise(
+                [{k: v for k, v in t.items() if k not in ("claimed_spare", "resized_to_view")} for t in trials]
+            ),
+            "claimed_spare": sum(t["claimed_spare"] for t in trials),
+            "resized_to_view": sum(bool(t["resized_to_view"]) for t in trials),
+            "idle": idle,
+        }
+    finally:
+        fc.close()
+        ours.close()

@@ -59,7 +59,9 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90)
         time.sleep(0.1)
 
 
-def start_server(venv_bin: Path, workdir: Path, env_extra: dict[str, str] | None = None) -> dict:
+def start_server(
+    venv_bin: Path, workdir: Path, env_extra: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
+) -> dict:
     """A Jupyter server (JupyterLab) on 127.0.0.1 with a fresh token; returns its facts."""
     notebooks = workdir / "notebooks"
     notebooks.mkdir(parents=True, exist_ok=True)
@@ -80,6 +82,7 @@ def start_server(venv_bin: Path, workdir: Path, env_extra: dict[str, str] | None
         f"--ServerApp.root_dir={notebooks}",
         "--LabApp.news_url=",
         "--LabServerApp.extra_labextensions_path=[]",
+        *extra_args,
     ]
     out = open(log, "ab")  # noqa: SIM115 - the server keeps it
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=notebooks)
@@ -219,6 +222,7 @@ CELLS = {
     ),
     "cold-wm": '_t0 = time.time(); d = Desktop(session="wm", height=HEIGHT); _t1 = time.time(); d',
     "cold-xfce": '_t0 = time.time(); d = Desktop(session="xfce", height=HEIGHT); _t1 = time.time(); d',
+    "comm-wm": 'd = Desktop(session="wm", height=HEIGHT, transport="comm"); d',
     "cold-fr": '_t0 = time.time(); d = Desktop(session="wm", height=HEIGHT, frame_rate=FRAME_RATE); _t1 = time.time(); d',
     "views": "for _ in range(VIEWS): display(d)",
     "desktops": 'ds = [Desktop(session="wm", height=HEIGHT) for _ in range(N_DESKTOPS)]\nfor _x in ds: display(_x)',
@@ -239,10 +243,10 @@ class Ours:
 
     name = "ours"
 
-    def __init__(self, browser: Browser, workdir: Path) -> None:
+    def __init__(self, browser: Browser, workdir: Path, server_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.runtime = Path(tempfile.mkdtemp(prefix="dwb-"))
-        self.server = start_server(OURS_BIN, workdir, {"JUPYTER_RUNTIME_DIR": str(self.runtime)})
+        self.server = start_server(OURS_BIN, workdir, {"JUPYTER_RUNTIME_DIR": str(self.runtime)}, server_args)
         _write_notebook(self.server["root"] / NOTEBOOK)
         api(
             self.server,

@@ -10,15 +10,30 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from . import _apps, _bundle, _options, _pointer, _record, _registry, _rfb, _screen, _snapshot, _vision, _windows, _x
+from . import _keynames, _lazy, _options, _registry, _spare
 from ._errors import DesktopError, DesktopStopped
 from ._options import DEFAULT_FRAME_RATE
 from ._session import AttachedSession, Session, recorded_options, touch
-from ._widget import DesktopView
-from ._windows import Window
+
+if TYPE_CHECKING:
+    from ._widget import DesktopView
+    from ._windows import Window
+
+# The heavy ones (anywidget, python-xlib, Pillow) load while the first Xvnc starts: see _lazy.
+_apps = _lazy.module("._apps", __package__)
+_bundle = _lazy.module("._bundle", __package__)
+_pointer = _lazy.module("._pointer", __package__)
+_record = _lazy.module("._record", __package__)
+_rfb = _lazy.module("._rfb", __package__)
+_screen = _lazy.module("._screen", __package__)
+_snapshot = _lazy.module("._snapshot", __package__)
+_vision = _lazy.module("._vision", __package__)
+_widget = _lazy.module("._widget", __package__)
+_windows = _lazy.module("._windows", __package__)
+_x = _lazy.module("._x", __package__)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +73,7 @@ class _Resources:
         self.wm_seen = False
         self.touched = 0.0
         self.stale: int | None = None  # resource id base of a connection dropped mid-call, until repaired
+        self.buttons: set[int] = set()  # held by mouse_down: a repair leaves them down
 
     def connection(self, connect: Callable[[], Any]) -> Any:
         """The X connection, opened (and the state a dropped one left behind repaired) if needed."""
@@ -75,7 +91,7 @@ class _Resources:
     def _repair(self, conn: Any) -> None:
         """Release the buttons and keys an interrupted call left down, and restore the keymap."""
         _x.forgotten(conn, self.stale, _REPAIR_DEADLINE)  # its last requests must not come after the repair
-        _pointer.release_buttons(conn)
+        _pointer.release_buttons(conn, keep=self.buttons)
         if self.keyboard is not None:
             self.keyboard.reset(conn)
         conn.sync()
@@ -178,20 +194,8 @@ class Desktop:
         options = _options.check_options(
             geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
         )
-        # Built before anything starts so that bad view arguments fail early.
-        view = DesktopView(
-            view_only=view_only,
-            scale=scale,
-            height=height,
-            quality=quality,
-            compression=compression,
-            transport=transport,
-        )
-        if not options.name:
-            self._start(options, view)
-            return
-        # Get-or-create, as one step for every process of this user (two kernels
-        # asking at once get one desktop).
+        # Checked before anything starts so that bad view arguments fail early.
+        view_args = _options.check_view(view_only, scale, height, quality, compression, transport)
         asked = {
             "session_command": session != "auto",
             "opengl": not opengl,
@@ -202,10 +206,21 @@ class Desktop:
             "persistent": persistent,
             "idle_timeout": idle_timeout is not None,
         }
+        if not options.name:
+            # The defaults: a spare the server keeps ready, if there is one (see _spare).
+            claimed = None if any(asked.values()) else _spare.claim(options)
+            if claimed is not None:
+                self._adopt(claimed, _widget.DesktopView(**view_args), owned=True)
+                return
+            self._start(options, view_args)
+            return
+        view = _widget.DesktopView(**view_args)
+        # Get-or-create, as one step for every process of this user (two kernels
+        # asking at once get one desktop).
         with _registry.name_lock(options.name):
             existing = _registry.verified(options.name)
             if existing is None or existing.name != options.name:
-                self._start(options, view)
+                self._start(options, view_args)
                 return
             # The desktop of that name is already running somewhere.
             wanted = recorded_options(
@@ -216,10 +231,17 @@ class Desktop:
         view.scale = True
         self._adopt(attached, view, owned=False)
 
-    def _start(self, options: _options.Options, view: DesktopView) -> None:
+    def _start(self, options: _options.Options, view_args: dict[str, Any]) -> None:
         session = Session(options)
-        session.start()
-        self._adopt(session, view, owned=True)
+        views: list[DesktopView] = []
+
+        def while_xvnc_starts() -> None:
+            # The first Desktop() of a kernel imports its view and X stack here, in parallel with Xvnc.
+            _lazy.load(_widget, _x, _snapshot, _screen, _pointer, _windows, _apps, _record, _rfb)
+            views.append(_widget.DesktopView(**view_args))
+
+        session.start(while_starting=while_xvnc_starts)
+        self._adopt(session, views[0], owned=True)
 
     @classmethod
     def attach(
@@ -241,7 +263,7 @@ class Desktop:
         if info is None:
             running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
             raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
-        view = DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
+        view = _widget.DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
         desktop = cls.__new__(cls)
         desktop._adopt(AttachedSession(info), view, owned=False)
         return desktop
@@ -312,7 +334,12 @@ class Desktop:
             self.view._set_status("stopped")
 
     def restart(self) -> None:
-        """Start the session again after it ended (e.g. after logging out of XFCE)."""
+        """Start the session again after it ended (e.g. after logging out of XFCE).
+
+        If it cannot start (say, the desktop's ``cwd`` was deleted), this raises
+        ``DesktopError`` saying why, and the desktop stays as it was: the X
+        server and the programs on it keep running.
+        """
         self._require_running()
         self._session.restart_session()
 
@@ -403,6 +430,16 @@ class Desktop:
             self._keyboard(conn).key_down(name)
             conn.sync()
 
+    def hold_key(self, name: str, seconds: float = 1.0) -> None:
+        """Hold a key (or combo, ``"ctrl+shift"``) down for ``seconds``, then release it."""
+        _keynames.parse(name)  # an unknown name fails before anything is pressed
+        seconds = _options.check_seconds("seconds", seconds, most=3600)
+        try:
+            self.key_down(name)
+            time.sleep(seconds)
+        finally:
+            self.key_up(name)
+
     def key_up(self, name: str) -> None:
         with self._x() as conn:
             self._keyboard(conn).key_up(name)
@@ -412,6 +449,7 @@ class Desktop:
         """Type any Unicode text, whatever the desktop's keyboard layout; newlines and tabs as keys."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str; got {type(text).__name__}")
+        delay = _options.check_seconds("delay", delay, most=60)
         with self._x() as conn:
             self._keyboard(conn).type(text, delay=delay)
             conn.sync()
@@ -433,21 +471,71 @@ class Desktop:
             _pointer.move(conn, *self._point(conn, x, y))
             conn.sync()
 
-    def click(self, x: int | None = None, y: int | None = None, button: str | int = "left", count: int = 1) -> None:
-        """Click at ``(x, y)``, or where the pointer is; ``count=2`` double-clicks."""
+    def click(
+        self,
+        x: int | None = None,
+        y: int | None = None,
+        button: str | int = "left",
+        count: int = 1,
+        modifiers: str | Sequence[str] | None = None,
+    ) -> None:
+        """Click at ``(x, y)``, or where the pointer is; ``count=2`` double-clicks.
+
+        ``modifiers`` are keys held during the clicks: ``modifiers=["ctrl"]``,
+        ``"ctrl+shift"``. Buttons: left, middle, right, back, forward, or 1-9.
+        """
         number = _pointer.button_number(button)
-        if not isinstance(count, int) or count < 1:
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"count must be a positive int; got {count!r}")
+        held = _keynames.modifier_keys(modifiers)
         with self._x() as conn:
-            _pointer.move(conn, *self._point(conn, x, y))
-            _pointer.click(conn, number, count)
+            point = self._point(conn, x, y)
+            with self._holding(conn, held):
+                _pointer.move(conn, *point)
+                _pointer.click(conn, number, count)
             conn.sync()
 
-    def double_click(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
-        self.click(x, y, button, count=2)
+    def double_click(
+        self, x: int | None = None, y: int | None = None, button: str | int = "left", modifiers: Any = None
+    ) -> None:
+        self.click(x, y, button, count=2, modifiers=modifiers)
 
-    def right_click(self, x: int | None = None, y: int | None = None) -> None:
-        self.click(x, y, "right")
+    def triple_click(
+        self, x: int | None = None, y: int | None = None, button: str | int = "left", modifiers: Any = None
+    ) -> None:
+        """Three clicks in a row: toolkits select the line or paragraph."""
+        self.click(x, y, button, count=3, modifiers=modifiers)
+
+    def right_click(self, x: int | None = None, y: int | None = None, modifiers: Any = None) -> None:
+        self.click(x, y, "right", modifiers=modifiers)
+
+    def middle_click(self, x: int | None = None, y: int | None = None, modifiers: Any = None) -> None:
+        """A middle click: on X it pastes the PRIMARY selection (the last text selected)."""
+        self.click(x, y, "middle", modifiers=modifiers)
+
+    def mouse_down(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
+        """Press ``button`` (at ``(x, y)`` if given) and keep it down until :meth:`mouse_up`."""
+        number = _pointer.button_number(button)
+        with self._x() as conn:
+            point = self._point(conn, x, y)
+            _pointer.move(conn, *point)
+            _pointer.press(conn, number)
+            conn.sync()
+            self._resources.buttons.add(number)
+
+    def mouse_up(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
+        """Release ``button`` (after moving to ``(x, y)`` if given)."""
+        number = _pointer.button_number(button)
+        with self._x() as conn:
+            point = self._point(conn, x, y)
+            _pointer.move(conn, *point)
+            _pointer.release(conn, number)
+            conn.sync()
+            self._resources.buttons.discard(number)
+
+    def _holding(self, conn: Any, keysyms: list[int]) -> Any:
+        """Keys held down for the block (released after it, also when it fails)."""
+        return self._keyboard(conn).holding(keysyms) if keysyms else contextlib.nullcontext()
 
     def drag(
         self,
@@ -463,12 +551,13 @@ class Desktop:
         and drag-and-drop code often waits for several of them.
         """
         number = _pointer.button_number(button)
-        if not isinstance(steps, int) or steps < 1:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive int; got {steps!r}")
+        duration = _options.check_seconds("duration", duration, most=3600)
         with self._x() as conn:
             size = _screen.size(conn)
-            x0, y0 = _pointer.check_point(*start, size)
-            x1, y1 = _pointer.check_point(*end, size)
+            x0, y0 = _pointer.check_pair("start", start, size)
+            x1, y1 = _pointer.check_pair("end", end, size)
             _pointer.move(conn, x0, y0)
             _pointer.press(conn, number)
             try:
@@ -480,15 +569,27 @@ class Desktop:
                 _pointer.release(conn, number)
                 conn.sync()
 
-    def scroll(self, dy: int, dx: int = 0, x: int | None = None, y: int | None = None) -> None:
-        """Scroll by wheel clicks: positive ``dy`` down, positive ``dx`` right."""
+    def scroll(
+        self,
+        dy: int = 0,
+        dx: int = 0,
+        x: int | None = None,
+        y: int | None = None,
+        modifiers: str | Sequence[str] | None = None,
+    ) -> None:
+        """Scroll by wheel clicks: positive ``dy`` down, negative up; positive ``dx`` right, negative left.
+
+        ``d.scroll(dx=-3)`` scrolls left; ``modifiers=["ctrl"]`` zooms in many apps.
+        """
         for name, value in (("dy", dy), ("dx", dx)):
             if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int; got {value!r}")
+                raise TypeError(f"{name} must be an int (wheel clicks); got {value!r}")
+        held = _keynames.modifier_keys(modifiers)
         with self._x() as conn:
             if x is not None or y is not None:
                 _pointer.move(conn, *self._point(conn, x, y))
-            _pointer.scroll(conn, dy, dx)
+            with self._holding(conn, held):
+                _pointer.scroll(conn, dy, dx)
             conn.sync()
 
     # -- applications ----------------------------------------------------------
@@ -536,7 +637,7 @@ class Desktop:
     def windows(self) -> list[Window]:
         """The top-level windows now on the desktop."""
         with self._x() as conn:
-            return [Window(_desktop=self, **info) for info in _windows.list_windows(conn)]
+            return [_windows.Window(_desktop=self, **info) for info in _windows.list_windows(conn)]
 
     def wait_for_window(
         self,
@@ -546,6 +647,8 @@ class Desktop:
         timeout: float = 10.0,
     ) -> Window:
         """The first window that matches (substrings are case-insensitive; patterns are searched)."""
+        _windows.check_filters(title, wm_class, pid)
+        timeout = _options.check_seconds("timeout", timeout)
         deadline = time.monotonic() + timeout
         while True:
             found = self.windows()
@@ -562,9 +665,7 @@ class Desktop:
 
     def _window_op(self, op: Callable[[Any, int], Any], wid: int) -> Any:
         with self._x() as conn:
-            result = op(conn, wid)
-            conn.sync()
-            return result
+            return _windows.run(conn, op, wid)
 
     # -- screen --------------------------------------------------------------
     @property

@@ -6,6 +6,7 @@ tested and so that bad input fails before anything runs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -21,11 +22,21 @@ MAX_SIZE = 8192
 
 XDG_DEFAULTS = Path(__file__).with_name("xdg")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: What a view's ``height`` may be.
+CSS_LENGTH = re.compile(r"\d+(\.\d+)?(px|em|rem|vh|%)")
+#: How a view reaches the desktop: the server's route, the kernel's comm, or whichever works.
+VIEW_TRANSPORTS = ("auto", "server", "comm")
 #: Xvnc's update clock. An update waits about half a frame for it, so 240 Hz
 #: gives ~4 ms instead of ~10 ms at 60 Hz; the clock stops when the screen is
 #: still, so idle CPU is 0 at any rate (benchmarks/: the frame-rate table).
 DEFAULT_FRAME_RATE = 240
+#: Xvnc's frame clock is a millisecond timer: above 1000 Hz it cannot tick faster.
+MAX_FRAME_RATE = 1000
 SESSION_KINDS = ("auto", "xfce", "wm", "none")
+#: The main colour of XFCE 4.18's default wallpaper (xfce-shapes): the X root
+#: gets it before the session starts, so the first frames a view shows are the
+#: desktop's colour, not black, during the second XFCE takes to draw.
+XFCE_BACKGROUND = 0x1D273A
 #: Light window managers, best first, and the arguments that start them bare.
 WINDOW_MANAGERS = (("openbox", ()), ("xfwm4", ()), ("fluxbox", ()), ("icewm", ()), ("twm", ()))
 WINDOW_MANAGER_NAMES = frozenset({"xfce4-session"} | {wm for wm, _ in WINDOW_MANAGERS})
@@ -77,6 +88,21 @@ def check_geometry(geometry: object) -> tuple[int, int]:
     return int(width), int(height)
 
 
+#: The longest wait a timeout, delay or duration may ask for: a day. More is
+#: almost surely a slip, and ``inf`` overflows ``time.sleep`` and lock waits.
+MAX_SECONDS = 86_400.0
+
+
+def check_seconds(name: str, value: object, *, zero: bool = True, most: float = MAX_SECONDS) -> float:
+    """``value`` as a finite number of seconds (``>= 0``, or ``> 0`` without ``zero``) up to ``most``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds; got {value!r}")
+    low = ">= 0" if zero else "> 0"
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0) and value <= most):
+        raise ValueError(f"{name} must be a finite number of seconds {low} and at most {most:g}; got {value!r}")
+    return float(value)
+
+
 def check_options(
     geometry: object,
     session: object,
@@ -99,8 +125,8 @@ def check_options(
             f"unknown session {session!r}: use one of {', '.join(map(repr, SESSION_KINDS))} "
             "or a path to an executable xstartup script"
         )
-    if not isinstance(frame_rate, int) or isinstance(frame_rate, bool) or not 1 <= frame_rate <= 240:
-        raise ValueError(f"frame_rate must be an int between 1 and 240; got {frame_rate!r}")
+    if not isinstance(frame_rate, int) or isinstance(frame_rate, bool) or not 1 <= frame_rate <= MAX_FRAME_RATE:
+        raise ValueError(f"frame_rate must be an int between 1 and {MAX_FRAME_RATE}; got {frame_rate!r}")
     if cwd is None:
         cwd = os.getcwd()
     if not isinstance(cwd, (str, os.PathLike)):
@@ -111,8 +137,7 @@ def check_options(
     if env is None:
         env = {}
     check_env(env, "env")
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
+    check_seconds("timeout", timeout, zero=False)
     if name is None:
         name = ""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name or "x"):
@@ -121,8 +146,9 @@ def check_options(
         raise TypeError(f"persistent must be True or False; got {persistent!r}")
     if idle_timeout is None:
         idle_timeout = 0
-    if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool) or idle_timeout < 0:
-        raise ValueError(f"idle_timeout must be a number of seconds >= 0 (0 or None: never); got {idle_timeout!r}")
+    if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool):
+        raise TypeError(f"idle_timeout must be a number of seconds (0 or None: never); got {idle_timeout!r}")
+    check_seconds("idle_timeout (0 or None: never)", idle_timeout)
     if not isinstance(opengl, bool):
         raise TypeError(f"opengl must be True (OpenGL programs work) or False (no GLX, less memory); got {opengl!r}")
     return Options(
@@ -144,6 +170,30 @@ def check_env(env: object, what: str) -> None:
     for var, why in _OWN_ENV.items():
         if var in env:
             raise ValueError(f"{what} must not set {var}: the session and every launched program get {why}")
+
+
+def check_view(
+    view_only: object, scale: object, height: object, quality: object, compression: object, transport: object = "auto"
+) -> dict:
+    """The view's arguments, checked as its traits will check them, but without importing anywidget."""
+    for name, value in (("view_only", view_only), ("scale", scale)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False; got {value!r}")
+    if not isinstance(height, str) or not CSS_LENGTH.fullmatch(height):
+        raise ValueError(f"height must be a CSS length such as '600px' or '70vh'; got {height!r}")
+    for name, value in (("quality", quality), ("compression", compression)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
+            raise ValueError(f"{name} must be an int from 0 to 9; got {value!r}")
+    if transport not in VIEW_TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(map(repr, VIEW_TRANSPORTS))}; got {transport!r}")
+    return {
+        "view_only": view_only,
+        "scale": scale,
+        "height": height,
+        "quality": quality,
+        "compression": compression,
+        "transport": transport,
+    }
 
 
 def find_xvnc() -> str:
@@ -196,6 +246,13 @@ def xvnc_command(xvnc: str, options: Options, rfb_socket: str, xauthority: str, 
         # Without GLX, Xvnc does not load Mesa's software renderer and LLVM at start.
         *([] if options.opengl else ["-extension", "GLX"]),
     ]
+
+
+def root_colour(session_argv: list[str]) -> int | None:
+    """The X root's colour until the session draws its own background: XFCE's, or ``None`` (X's black)."""
+    if session_argv and os.path.basename(session_argv[-1]) == "xfce4-session":
+        return XFCE_BACKGROUND
+    return None
 
 
 def session_command(session: str, environ: dict[str, str] | None = None) -> list[str]:

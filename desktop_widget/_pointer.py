@@ -23,8 +23,18 @@ def check_point(x: object, y: object, screen: tuple[int, int]) -> tuple[int, int
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{name} must be an int; got {value!r}")
     if not (0 <= x < screen[0] and 0 <= y < screen[1]):
-        raise ValueError(f"({x}, {y}) is outside the {screen[0]}x{screen[1]} screen")
+        raise ValueError(
+            f"({x}, {y}) is outside the {screen[0]}x{screen[1]} screen: "
+            f"x must be 0 to {screen[0] - 1} and y 0 to {screen[1] - 1}"
+        )
     return x, y
+
+
+def check_pair(name: str, point: object, screen: tuple[int, int]) -> tuple[int, int]:
+    """``point`` as an ``(x, y)`` on the screen, or an error naming ``name``."""
+    if not isinstance(point, (tuple, list)) or len(point) != 2:
+        raise TypeError(f"{name} must be an (x, y) pair of ints; got {point!r}")
+    return check_point(*point, screen)
 
 
 def move(conn: Display, x: int, y: int) -> None:
@@ -65,9 +75,9 @@ def scroll(conn: Display, dy: int, dx: int) -> None:
         click(conn, positive if amount > 0 else negative, abs(amount))
 
 
-def release_buttons(conn: Display) -> None:
-    """Release every button the server has down (after an interrupted click or drag)."""
+def release_buttons(conn: Display, keep: set[int] | frozenset[int] = frozenset()) -> None:
+    """Release every button the server has down but those in ``keep`` (after an interrupted click or drag)."""
     mask = conn.screen().root.query_pointer().mask
     for button in range(1, 6):
-        if mask & (X.Button1Mask << (button - 1)):
+        if mask & (X.Button1Mask << (button - 1)) and button not in keep:
             release(conn, button)

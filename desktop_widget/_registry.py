@@ -133,23 +133,28 @@ def _short_root() -> Path:
     return path
 
 
-def socket_path(desktop_id: str, runtime_dir: str | os.PathLike | None = None) -> Path:
-    """Where a desktop's RFB socket lives: the one place that decides it.
+def socket_path(desktop_id: str, runtime_dir: str | os.PathLike | None = None, kind: str = "rfb") -> Path:
+    """Where a desktop's RFB socket (or a spare's ``owner`` socket) lives: the one place that decides it.
 
     In the desktop's own directory in the registry when that path fits in a
     unix socket address; otherwise (a deep runtime directory, e.g. a home on a
     network share) as ``<id>.sock`` in a short private directory (``_short_root``).
     """
-    path = root(runtime_dir) / desktop_id / "rfb.sock"
+    path = root(runtime_dir) / desktop_id / f"{kind}.sock"
     if len(os.fsencode(path)) <= _SUN_PATH_MAX:
         return path
-    short = _short_root() / f"{desktop_id}.sock"
+    short = _short_root() / (f"{desktop_id}.sock" if kind == "rfb" else f"{desktop_id}.{kind}.sock")
     if len(os.fsencode(short)) > _SUN_PATH_MAX:
         raise DesktopError(
             f"the socket path {str(path)!r} is longer than the {_SUN_PATH_MAX} bytes a unix socket allows, "
             f"and so is {str(short)!r}; set JUPYTER_RUNTIME_DIR (or XDG_RUNTIME_DIR) to a shorter directory"
         )
     return short
+
+
+def owner_socket_path(desktop_id: str, runtime_dir: str | os.PathLike | None = None) -> Path:
+    """Where a spare desktop waits for the kernel that claims it (``desktop_widget._spare``)."""
+    return socket_path(desktop_id, runtime_dir, kind="owner")
 
 
 def private_dir(desktop_id: str, runtime_dir: str | os.PathLike | None = None) -> Path:

@@ -18,7 +18,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import ioloop, web, websocket
 
-from . import _launcher, _registry
+from . import _launcher, _registry, _spare
 from ._errors import DesktopError
 from ._session import touch
 
@@ -141,6 +141,12 @@ def _load_jupyter_server_extension(serverapp) -> None:
     serverapp.web_app.settings["desktop_widget_launcher"] = _launcher.LauncherDesktop(
         cwd=serverapp.root_dir, idle_timeout=float(config.get("launcher_idle_timeout", 0) or 0)
     )
+    spares = _spare.spare_count(config)
+    if spares:
+        pool = _spare.SparePool(spares, cwd=serverapp.root_dir)
+        serverapp.web_app.settings["desktop_widget_spares"] = pool
+        pool.start()
+        serverapp.log.info("desktop_widget: keeping %d spare desktop(s) ready", spares)
     serverapp.web_app.add_handlers(
         ".*$",
         [(route, DesktopSocketHandler, {"runtime_dir": serverapp.runtime_dir}), *_launcher.handlers(base_url)],
@@ -149,7 +155,10 @@ def _load_jupyter_server_extension(serverapp) -> None:
 
 
 def _unload_jupyter_server_extension(serverapp) -> None:
-    """Stop the launcher's desktop with the server (kernels' desktops stop with their kernels)."""
+    """Stop the launcher's desktop and the spares with the server (kernels' desktops stop with their kernels)."""
     launcher = serverapp.web_app.settings.get("desktop_widget_launcher")
     if launcher is not None:
         launcher.shutdown()
+    spares = serverapp.web_app.settings.get("desktop_widget_spares")
+    if spares is not None:
+        spares.shutdown()

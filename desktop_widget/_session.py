@@ -17,8 +17,10 @@ import json
 import logging
 import os
 import secrets
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +38,12 @@ _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
 #: States a session goes through; ``session-exited`` means the X server still
 #: runs but the session (XFCE, the window manager) has ended, e.g. by logout.
 STATES = ("starting", "running", "session-exited", "stopped", "failed")
+#: What the supervisor's reasons for stopping mean to a user (``Session.detail``); others say nothing new.
+_STOP_REASONS = {
+    "signal": "by another process",
+    "server-gone": "the Jupyter server it belonged to exited",
+    "idle": "idle",
+}
 
 
 def _server_pid() -> int:
@@ -57,8 +65,12 @@ def touch(path: str | Path | None) -> None:
 class Session:
     """One Xvnc + session process tree, owned by this process."""
 
-    def __init__(self, options: _options.Options) -> None:
+    def __init__(self, options: _options.Options, spare: _SpareSettings | None = None) -> None:
         self.options = options
+        #: Started ahead of time for a kernel to claim (``desktop_widget._spare``); not registered until then.
+        self.spare = spare
+        #: The session's command line (``_options.session_command``), known once started.
+        self.session_argv: list[str] = []
         self.id = secrets.token_hex(6)
         self.state = "starting"
         #: Why the state is what it is (e.g. "idle" for a desktop stopped by its idle timeout).
@@ -97,20 +109,25 @@ class Session:
                 log.exception("state listener failed")
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self) -> None:
-        """Start the desktop; return once its RFB socket answers."""
+    def start(self, while_starting: Callable[[], None] | None = None) -> None:
+        """Start the desktop; return once its RFB socket answers.
+
+        ``while_starting`` runs once the supervisor is launched, while Xvnc
+        starts (the kernel's first imports); if it raises, the desktop stops.
+        """
         xvnc = _options.find_xvnc()
         session_argv = _options.session_command(self.options.session)
         #: Whether a window manager will run (it takes a moment to appear).
         self.has_wm = bool(session_argv) and os.path.basename(session_argv[-1]) in _options.WINDOW_MANAGER_NAMES
+        self.session_argv = session_argv
         self.directory = _registry.private_dir(self.id)
         try:
-            self._start(xvnc, session_argv)
+            self._start(xvnc, session_argv, while_starting)
         except BaseException:
             self._abandon()
             raise
 
-    def _start(self, xvnc: str, session_argv: list[str]) -> None:
+    def _start(self, xvnc: str, session_argv: list[str], while_starting: Callable[[], None] | None) -> None:
         directory = self.directory
         self.xauthority = str(directory / "Xauthority")
         self.socket = str(_registry.socket_path(self.id))
@@ -131,7 +148,12 @@ class Session:
             "watch_pid": _server_pid() if self.options.persistent else None,
             "idle_timeout": self.options.idle_timeout,
             "activity": str(directory / "activity"),
+            "root_colour": _options.root_colour(session_argv),
         }
+        if self.spare is not None:
+            owner = str(_registry.owner_socket_path(self.id))
+            config.update(spare=True, owner_socket=owner, spare_marker=str(directory / "spare"), nice=self.spare.nice)
+            config["remove"].append(owner)
         log.debug("starting desktop %s: %s", self.id, config["xvnc"])
         with open(self.log_path, "ab") as errors:
             self._proc = subprocess.Popen(
@@ -148,6 +170,8 @@ class Session:
             self._proc.stdin.flush()
         reader = threading.Thread(target=self._read_events, name=f"desktop-{self.id}", daemon=True)
         reader.start()
+        if while_starting is not None:
+            while_starting()
         deadline = time.monotonic() + self.options.timeout + 5
         with self._changed:
             while not any(e["event"] in ("ready", "error", "eof") for e in self._events):
@@ -162,6 +186,27 @@ class Session:
             )
         self.display = f":{event['display']}"
         self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
+        if self.spare is None:
+            self._register()
+        self._set_state("running")
+
+    def adopt_claimed(self, desktop_id: str, conn: socket.socket, event: dict) -> None:
+        """Become the owner of a spare this process just claimed on ``conn`` (see ``_spare.claim``)."""
+        self.id = desktop_id
+        self.directory = _registry.root() / desktop_id
+        self.xauthority = str(self.directory / "Xauthority")
+        self.socket = str(_registry.socket_path(desktop_id))
+        self.log_path = str(self.directory / "desktop.log")
+        self.session_argv = _options.session_command(self.options.session)
+        self.has_wm = bool(self.session_argv)  # the default session: XFCE, or else a window manager
+        self.display = f":{event['display']}"
+        self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
+        self._proc = _OwnerConnection(conn, int(event["supervisor_pid"]))
+        threading.Thread(target=self._read_events, name=f"desktop-{self.id}", daemon=True).start()
+        self._register()
+        self._set_state("running")
+
+    def _register(self) -> None:
         _registry.write(
             _registry.DesktopInfo(
                 id=self.id,
@@ -175,10 +220,9 @@ class Session:
                 has_wm=self.has_wm,
                 name=self.options.name,
                 supervisor_start=_registry.process_identity(self._proc.pid),
-                options=recorded_options(self.options, session_argv),
+                options=recorded_options(self.options, self.session_argv),
             )
         )
-        self._set_state("running")
 
     def _read_events(self) -> None:
         proc = self._proc
@@ -210,8 +254,13 @@ class Session:
                 self._set_state("running")
             elif kind == "idle":
                 self._set_state("stopped", "idle")
+            elif kind == "claimed" and self.spare is not None:
+                self.state = "claimed"  # a kernel owns it now; this process only reaps the supervisor
+                self.spare.on_claimed(self)
             elif kind == "xvnc-exited":
                 self._set_state("failed", f"the X server exited with status {event.get('code')}")
+            elif kind == "stopped" and self.state not in ("failed", "stopped"):
+                self._set_state("stopped", _STOP_REASONS.get(event.get("reason", ""), ""))
         with self._changed:
             self._events.append({"event": "eof"})
             for app in self._apps.values():
@@ -338,6 +387,62 @@ def recorded_options(options: _options.Options, session_argv: list[str]) -> dict
         "persistent": options.persistent,
         "idle_timeout": options.idle_timeout,
     }
+
+
+class _SpareSettings:
+    """How the server starts a spare (``_spare.SparePool``): its priority and what to do once it is claimed."""
+
+    def __init__(self, nice: int, on_claimed: Callable[[Session], None]) -> None:
+        self.nice = nice
+        self.on_claimed = on_claimed
+
+
+class _SocketWriter:
+    """The write half of a socket as a pipe's end: closing it is end-of-file for the other side."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+
+    def write(self, data: bytes) -> None:
+        self.conn.sendall(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.shutdown(socket.SHUT_WR)
+
+
+class _OwnerConnection:
+    """A claimed spare's supervisor as ``Session`` drives a child's pipes: commands, events, exit.
+
+    The supervisor is the server's child, not ours: its end is seen through a
+    pidfd, and its events and our commands go over the claim's connection.
+    """
+
+    def __init__(self, conn: socket.socket, pid: int) -> None:
+        self.conn = conn
+        self.pid = pid
+        self.stdin = _SocketWriter(conn)
+        self.stdout = conn.makefile("rb")
+        self._pidfd = os.pidfd_open(pid)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self.returncode = 0
+            self.conn.close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None and not select.select([self._pidfd], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired("desktop supervisor", timeout)
+        return self.poll() or 0
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
 
 class AttachedSession:

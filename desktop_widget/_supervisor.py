@@ -44,6 +44,23 @@ a command line, which every local user can read in ``/proc/<pid>/cmdline``.
     signal, error), last, after the teardown.
 * Signals, from processes that attached to the desktop (they hold no pipe):
   SIGTERM or SIGHUP stop it, SIGUSR1 restarts the session.
+
+Spares change owner once
+------------------------
+A spare (``spare`` in the configuration; started ahead of time by the server
+extension, see ``desktop_widget._spare``) also listens on ``owner_socket``, a
+0600 unix socket in the desktop's 0700 directory (only this user can reach it,
+and the peer's uid is checked too), and marks itself free with the file
+``spare_marker``. A kernel connects and writes ``{"cmd": "claim"}``. The
+supervisor accepts one connection at a time, so the first claim wins and any
+other gets ``{"event": "taken"}``: two kernels never share a spare, and a
+claimant that dies halfway leaves no lock or renamed file behind. The winner
+gets ``claimed`` (``display``, ``xvnc_pid``, ``supervisor_pid``); the server
+gets ``claimed`` on its pipe (it starts a replacement); the listener and the
+marker go, and the connection becomes the ``Owner``: commands in, events out,
+end-of-file tears the desktop down exactly as for a kernel-started desktop.
+The server's pipe no longer counts. A spare started at low priority
+(``nice``) gets normal priority back when claimed.
 """
 
 from __future__ import annotations
@@ -57,6 +74,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -136,10 +154,17 @@ class Owner:
         return config
 
 
+#: A waiting spare's children run at this nice value (0 once it is claimed). The
+#: supervisor itself stays at normal priority, so that it answers a claim at once.
+_child_nice = 0
+
+
 def _child_setup() -> None:
     # Runs in the child between fork and exec: die with the supervisor even if
     # the supervisor itself is killed with SIGKILL.
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if _child_nice:
+        os.nice(_child_nice)
 
 
 def _proc_table() -> dict[int, int]:
@@ -240,7 +265,83 @@ def _remove_ice_files(pids: set[int]) -> None:
                 os.unlink(path)
 
 
+def _xauth_cookie(path: str) -> bytes | None:
+    """The MIT-MAGIC-COOKIE-1 in an Xauthority file (the first one: ours has one cookie)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    pos = 0
+    while pos + 2 <= len(data):
+        pos += 2  # family
+        fields = []
+        for _ in range(4):  # address, display number, auth name, auth data
+            (n,) = struct.unpack_from(">H", data, pos)
+            fields.append(data[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+        if fields[2] == b"MIT-MAGIC-COOKIE-1":
+            return fields[3]
+    return None
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the X server closed the connection")
+        data += chunk
+    return data
+
+
+def paint_root(display: int, xauthority: str, rgb: int, timeout: float = 2.0) -> socket.socket:
+    """Give the X root window a background colour, and return the connection (keep it open).
+
+    The X server's root is black until the session draws its wallpaper, a second
+    later for XFCE; the first frames a view shows are then the desktop's colour
+    instead. A few bytes of the core protocol (connection setup, ChangeWindowAttributes,
+    ClearArea, then a GetInputFocus round trip so that it is done before "ready"),
+    so that the supervisor stays standard-library only. The connection is held
+    until the end: the X server resets (and blackens the root) when its last
+    client leaves.
+    """
+    cookie = _xauth_cookie(xauthority) or b""
+    name = b"MIT-MAGIC-COOKIE-1" if cookie else b""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(f"/tmp/.X11-unix/X{display}")
+        setup = struct.pack("<BxHHHHxx", 0x6C, 11, 0, len(name), len(cookie))
+        s.sendall(setup + name + b"\0" * (-len(name) % 4) + cookie + b"\0" * (-len(cookie) % 4))
+        head = _recv_exactly(s, 8)
+        body = _recv_exactly(s, struct.unpack_from("<H", head, 6)[0] * 4)
+        if head[0] != 1:
+            raise ConnectionError(f"the X server refused the connection: {body[: head[1]]!r}")
+        vendor_len, _, _, n_formats = struct.unpack_from("<HHBB", body, 16)
+        screen = 32 + vendor_len + (-vendor_len % 4) + 8 * n_formats
+        (root,) = struct.unpack_from("<I", body, screen)
+        change = struct.pack("<BxHIII", 2, 4, root, 0x2, rgb)  # ChangeWindowAttributes, CWBackPixel
+        clear = struct.pack("<BBHIhhHH", 61, 0, 4, root, 0, 0, 0, 0)  # ClearArea, whole window
+        sync = struct.pack("<BxH", 43, 1)  # GetInputFocus: its reply means the above are done
+        s.sendall(change + clear + sync)
+        while True:
+            packet = _recv_exactly(s, 32)
+            if packet[0] == 0:
+                raise ConnectionError(f"X error {packet[1]} painting the root window")
+            if packet[0] == 1:
+                break
+        s.settimeout(None)
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
 class Supervisor:
+    """One desktop's life: start Xvnc and the session, watch (owner, children, idle time, the
+    server), and always end with :meth:`teardown`, whatever ended it (see :meth:`run`)."""
+
     def __init__(self, config: dict, owner: Owner) -> None:
         self.config = config
         self.owner = owner
@@ -253,6 +354,10 @@ class Supervisor:
         self.apps: dict[int, subprocess.Popen] = {}
         self.display: int | None = None
         self.x_socket: tuple[str, int, int] | None = None
+        #: Our own X connection while the root has our colour (see ``paint_root``).
+        self.root_painter: socket.socket | None = None
+        self.claim_listener: socket.socket | None = None
+        self.claimed = False
         self.stopping = False
         self.reason = ""
         self.restart_wanted = False
@@ -359,6 +464,65 @@ class Supervisor:
         self.session = self._spawn(argv, env, self.log_path, self.config["cwd"])
         self.owner.emit("session-started", pid=self.session.pid)
 
+    def paint_root(self) -> None:
+        """The desktop's background colour from the first frame on (best effort: black is no failure)."""
+        try:
+            self.root_painter = paint_root(self.display, self.env.get("XAUTHORITY", ""), self.config["root_colour"])
+        except (OSError, ConnectionError, struct.error) as exc:
+            with open(self.log_path, "a") as log:
+                log.write(f"desktop_widget: could not paint the root window: {exc}\n")
+
+    # -- a spare's claim -----------------------------------------------------------
+    def listen_for_claims(self) -> None:
+        """A spare: the socket a kernel claims it on, then the marker that says it is free."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # 0600 from the start, not after a chmod
+        try:
+            listener.bind(self.config["owner_socket"])
+        finally:
+            os.umask(old)
+        listener.listen(8)
+        self.claim_listener = listener
+        with open(self.config["spare_marker"], "x") as marker:
+            json.dump({"display": self.display}, marker)  # for whoever wants to look at it first
+
+    def accept_claim(self) -> bool:
+        """One connection to the owner socket: True if it claimed this spare (its connection is the owner now)."""
+        conn, _ = self.claim_listener.accept()
+        try:
+            conn.settimeout(2.0)
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[2]
+            line = conn.makefile("rb").readline()
+            try:
+                request = json.loads(line)
+            except ValueError:
+                request = None
+            if uid != os.getuid() or not isinstance(request, dict) or request.get("cmd") != "claim":
+                conn.sendall(b'{"event": "taken"}\n')
+                conn.close()
+                return False
+        except (OSError, struct.error):
+            conn.close()
+            return False
+        conn.settimeout(None)
+        self.owner.emit("claimed")  # to the server, on its pipe: it starts a replacement
+        self.owner = Owner(conn.fileno(), conn.makefile("wb"))
+        self._owner_conn = conn  # kept open with the Owner's file
+        self.claimed = True
+        self.claim_listener.close()
+        self.claim_listener = None
+        for path in (self.config["spare_marker"], self.config["owner_socket"]):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        global _child_nice
+        _child_nice = 0
+        if self.config.get("nice"):  # normal priority again, for the whole tree (_spare.can_unnice)
+            for pid in _descendants(os.getpid()):
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, pid, 0)
+        self.owner.emit("claimed", display=self.display, xvnc_pid=self.xvnc.pid, supervisor_pid=os.getpid())
+        return True
+
     # -- the owner's commands -----------------------------------------------------
     def restart_session(self) -> dict:
         """Start the session again if it is not running; the X server and programs stay either way."""
@@ -404,6 +568,8 @@ class Supervisor:
             try:
                 self.start_xvnc(deadline)
                 banner = self.wait_rfb(deadline)
+                if self.config.get("root_colour") is not None:
+                    self.paint_root()
                 self.start_session()
             except Exception as exc:
                 self.owner.emit("error", message=str(exc), log=_log_tail(self.log_path))
@@ -456,6 +622,9 @@ class Supervisor:
                 open(activity, "ab").close()
         tick = min(5.0, max(0.2, idle_timeout / 4)) if idle_timeout else None
         commands = owner.buffered()  # sent together with the configuration
+        if self.config.get("spare"):
+            self.listen_for_claims()
+            watched.append(self.claim_listener.fileno())
         while not self.stopping:
             for command in commands:
                 self.handle(command)
@@ -474,6 +643,10 @@ class Supervisor:
                 self.restart_session()
             if server is not None and server in ready:
                 self._stop("server-gone")  # the Jupyter server a persistent desktop belongs to is gone
+            if self.claim_listener is not None and self.claim_listener.fileno() in ready and self.accept_claim():
+                owner = self.owner  # the claimant's connection; the server's pipe no longer counts
+                watched = [owner.fd, self.wake_r]
+                continue
             if owner.fd in ready:
                 commands = owner.read()
                 if owner.closed:
@@ -489,6 +662,8 @@ class Supervisor:
         """Stop every process of the tree (whatever is left is killed) and remove every file."""
         me = os.getpid()
         members: set[int] = set()
+        if self.root_painter is not None:
+            self.root_painter.close()
         try:
             members = set(_descendants(me))
             # The session first so that it does not see the X server vanish and
@@ -578,6 +753,8 @@ def main() -> int:
         err = ctypes.get_errno()
         owner.emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")
         return 1
+    global _child_nice
+    _child_nice = int(config.get("nice") or 0)  # a spare starting in the background
     return Supervisor(config, owner).run()
 
 

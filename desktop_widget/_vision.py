@@ -26,6 +26,8 @@ from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import damage
 
+from . import _options
+
 Box = tuple[int, int, int, int]
 #: How many grey-level candidates are checked in colour.
 CANDIDATES = 5
@@ -55,9 +57,7 @@ def pixel(conn: Display, x: int, y: int) -> tuple[int, int, int]:
 
 
 def check_seconds(name: str, value: object, positive: bool = True) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a number of seconds {'> 0' if positive else '>= 0'}; got {value!r}")
-    return float(value)
+    return _options.check_seconds(name, value, zero=not positive)
 
 
 def check_confidence(confidence: object) -> float:

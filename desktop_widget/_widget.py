@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import traitlets
 from . import _registry
 from ._comm import CommTunnel
 from ._errors import DesktopError
+from ._options import CSS_LENGTH, VIEW_TRANSPORTS
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,6 @@ export default { render({ el }) {
     + "in the source checkout, or install the package with pip (which builds it).";
 } };
 """
-
-_CSS_LENGTH = re.compile(r"\d+(\.\d+)?(px|em|rem|vh|%)")
 
 
 class DesktopView(anywidget.AnyWidget):
@@ -57,7 +55,7 @@ class DesktopView(anywidget.AnyWidget):
     #: (RFB through this widget's comm and the kernel), or "auto": the route when
     #: the page is a Jupyter server page whose route answers for this desktop,
     #: else the comm.
-    transport = traitlets.Enum(("auto", "server", "comm"), default_value="auto").tag(sync=True)
+    transport = traitlets.Enum(VIEW_TRANSPORTS, default_value="auto").tag(sync=True)
     #: The desktop's last frame (encoded image; binary in saved widget state), its MIME type and
     #: when it was taken (seconds since the epoch): shown where the live desktop cannot be (_snapshot).
     _last_frame = traitlets.Bytes(b"").tag(sync=True)
@@ -102,7 +100,7 @@ class DesktopView(anywidget.AnyWidget):
     @traitlets.validate("height")
     def _check_height(self, proposal: dict) -> str:
         value = proposal["value"]
-        if not _CSS_LENGTH.fullmatch(value):
+        if not CSS_LENGTH.fullmatch(value):
             raise traitlets.TraitError(f"height must be a CSS length such as '600px' or '70vh'; got {value!r}")
         return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,8 @@ from Xlib import X, Xatom, error
 from Xlib.display import Display
 from Xlib.ext import res
 from Xlib.protocol import event
+
+from ._errors import DesktopError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -37,11 +40,14 @@ class Window:
         self._desktop._window_op(_activate, self.id)
 
     def move(self, x: int, y: int) -> None:
+        """Put the window's top-left corner at ``(x, y)`` (it may be partly off the screen)."""
+        _check_ints(x=x, y=y)
         self._desktop._window_op(
             lambda conn, wid: conn.create_resource_object("window", wid).configure(x=x, y=y), self.id
         )
 
     def resize(self, width: int, height: int) -> None:
+        _check_ints(width=width, height=height)
         if width <= 0 or height <= 0:
             raise ValueError(f"window size must be positive; got {width}x{height}")
         self._desktop._window_op(
@@ -60,6 +66,47 @@ class Window:
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"window {self.id:#x} ({self.title!r}) is not on the screen")
         return self._desktop.screenshot(region=(x0, y0, x1 - x0, y1 - y0))
+
+
+def _check_ints(**values: object) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int (pixels); got {value!r}")
+
+
+def check_filters(title: object, wm_class: object, pid: object) -> None:
+    """What ``wait_for_window`` accepts: a str (substring) or ``re.Pattern`` per text, an int pid."""
+    for name, value in (("title", title), ("wm_class", wm_class)):
+        if value is not None and not isinstance(value, (str, re.Pattern)):
+            raise TypeError(f"{name} must be a str (a substring, any case) or a compiled re.Pattern; got {value!r}")
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool)):
+        raise TypeError(f"pid must be an int; got {pid!r}")
+
+
+_GONE = (error.BadWindow, error.BadDrawable)
+
+
+def run(conn: Display, op: Callable[[Display, int], Any], wid: int) -> Any:
+    """``op(conn, wid)`` and a round trip, with the X errors it causes raised as one clear error.
+
+    Most window requests have no reply: their errors arrive later, and
+    python-xlib would only print them. A window that is gone raises
+    DesktopError, any other X error is raised as it is.
+    """
+    errors: list[error.XError] = []
+    conn.set_error_handler(lambda err, request: errors.append(err))
+    try:
+        result = op(conn, wid)
+        conn.sync()
+    except error.XError as exc:
+        errors.append(exc)
+    finally:
+        conn.set_error_handler(None)
+    if any(isinstance(err, _GONE) for err in errors):
+        raise DesktopError(f"window {wid:#x} is gone (closed, or its program ended); d.windows() lists those there are")
+    if errors:
+        raise errors[0]
+    return result
 
 
 def _prop(conn: Display, window: Any, name: str, kind: int) -> Any:
@@ -199,6 +246,7 @@ def _client_message(conn: Display, wid: int, name: str, data: list[int], to_root
 
 def _activate(conn: Display, wid: int) -> None:
     window = conn.create_resource_object("window", wid)
+    window.get_attributes()  # BadWindow if it is gone: the window manager would ignore the request silently
     if _has_wm(conn):
         _client_message(conn, wid, "_NET_ACTIVE_WINDOW", [2, X.CurrentTime, 0], to_root=True)
     else:

@@ -47,6 +47,8 @@ def start_jupyter(
     port: int | None = None,
     token: str | None = None,
     server_extension: bool = True,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> JupyterServer:
     """A Jupyter server on 127.0.0.1; ``server_extension=False`` switches ours off.
 
@@ -58,7 +60,7 @@ def start_jupyter(
     token = token or secrets.token_hex(16)
     port = port or free_port()
     log = tmp / "jupyter.log"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config")}
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), **(env or {})}
     cmd = [
         str(BIN / "jupyter"),
         app,
@@ -72,6 +74,7 @@ def start_jupyter(
         f"--ServerApp.root_dir={root}",
         "--LabApp.news_url=",
         "--LabServerApp.extra_labextensions_path=[]",
+        *extra_args,
     ]
     if not server_extension:
         cmd.append("--ServerApp.jpserver_extensions=desktop_widget=False")

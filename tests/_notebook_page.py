@@ -201,7 +201,10 @@ def open_notebook(browser, server, path: str, artifacts: Path, console: list[str
     page.set_default_timeout(30_000)
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    page.goto(f"{server.url}{app}/tree/{path}?{query}{'&' if query else ''}token={server.token}", timeout=60_000)
+    # A workspace of its own: JupyterLab reopens the default workspace's
+    # documents, and other tests' notebooks must not be open in this page.
+    where = f"lab/workspaces/{Path(path).stem}" if app == "lab" else app
+    page.goto(f"{server.url}{where}/tree/{path}?{query}{'&' if query else ''}token={server.token}", timeout=60_000)
     page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
     wait_kernel_idle(page)
     return context, NotebookPage(page, artifacts)

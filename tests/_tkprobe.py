@@ -24,6 +24,14 @@ canvas.pack()
 for sequence, kind in (("<ButtonPress-1>", "press"), ("<B1-Motion>", "motion"), ("<ButtonRelease-1>", "release")):
     canvas.bind(sequence, lambda e, kind=kind: log(kind=kind, x=e.x_root, y=e.y_root))
 canvas.bind("<ButtonPress>", lambda e: e.num in (4, 5, 6, 7) and log(kind="wheel", num=e.num), add="+")
+canvas.bind("<Double-ButtonPress-1>", lambda e: log(kind="double"))
+canvas.bind("<Triple-ButtonPress-1>", lambda e: log(kind="triple"))
+# Every button and key, with the modifier state and the server's time (on tags of their own, so
+# that they fire besides the canvas's bindings).
+root.bind("<ButtonPress>", lambda e: log(kind="down", num=e.num, state=e.state, x=e.x_root, y=e.y_root))
+root.bind("<ButtonRelease>", lambda e: log(kind="up", num=e.num, state=e.state))
+root.bind_all("<KeyPress>", lambda e: log(kind="key-down", keysym=e.keysym, time=e.time))
+root.bind_all("<KeyRelease>", lambda e: log(kind="key-up", keysym=e.keysym, time=e.time))
 
 
 def ready():

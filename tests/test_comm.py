@@ -51,6 +51,16 @@ time.sleep(8)
 print("DONE")
 """
 
+TO_SERVER = """\
+# dw-comm: to-server
+d.transport = "server"
+"""
+
+TO_AUTO = """\
+# dw-comm: to-auto
+d.transport = "auto"
+"""
+
 #: One cell of 50 cycles: it awaits (top-level await), and ipykernel handles
 #: comm messages while an async cell awaits, so the views can connect.
 LEAK = """\
@@ -111,6 +121,8 @@ def nb(server, browser, artifacts):
         pixels_cell("dw-comm: pixels"),
         XTERM.format(out=typed),
         BUSY,
+        TO_SERVER,
+        TO_AUTO,
         LEAK,
     )
     lab_setting(server, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
@@ -192,6 +204,24 @@ def test_resizing_the_browser_resizes_the_desktop(nb):
     nb.wait_fits(canvas)
     nb.page.set_viewport_size({"width": 1280, "height": 1000})
     nb.wait_fits(canvas)
+
+
+def test_a_missing_route_is_named_and_not_retried(nb):
+    """transport="server" where the server lacks our extension: say so and what to do, once."""
+    view = nb.view("dw-comm: desktop")
+    nb.run("dw-comm: to-server")
+    status = view.locator('.dw-status[data-kind="error"]')
+    status.wait_for(state="attached", timeout=30_000)
+    text = status.text_content()
+    assert "no desktop_widget route" in text, text
+    assert "install desktop_widget in the Jupyter server's environment" in text, text
+    assert "not logged in" not in text, text
+    # Not retried: the answer ends the attempt (a retry would say "reconnecting in …").
+    assert "reconnecting" not in text, text
+    nb.screenshot("comm-4-no-route", view)
+    # Back to auto (set from Python): the comm again, silently.
+    nb.run("dw-comm: to-auto")
+    assert nb.wait_connected(view) == "comm"
 
 
 def test_fifty_display_stop_cycles_leave_nothing_behind(nb):

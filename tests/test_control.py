@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from Xlib import X
 
-from desktop_widget import Desktop, DesktopStopped, _x
+from desktop_widget import Desktop, DesktopError, DesktopStopped, _x
 from tests._procs import alive
 
 PROBE = str(Path(__file__).with_name("_tkprobe.py"))
@@ -91,6 +93,87 @@ def test_drag_and_scroll(d, probe):
     assert [e["num"] for e in p.events("wheel")] == [5, 5, 5, 4, 4]
 
 
+SHIFT, CONTROL = 1, 4  # X modifier state bits
+
+
+def test_triple_and_middle_click(d, probe):
+    p = probe()
+    cx, cy, _, _ = p.ready["canvas"]
+    d.triple_click(cx + 30, cy + 30)
+    p.wait("triple")
+    assert len(p.events("double")) == 1
+    assert [e["num"] for e in p.events("down")] == [1, 1, 1]
+    d.middle_click(cx + 40, cy + 40)
+    down = p.wait("down", count=4)
+    assert (down["num"], down["x"], down["y"]) == (2, cx + 40, cy + 40)
+    assert p.wait("up", count=4)["num"] == 2
+
+
+def test_click_with_modifiers_held(d, probe, conn_free_keys):
+    p = probe()
+    cx, cy, _, _ = p.ready["canvas"]
+    d.click(cx + 20, cy + 20, modifiers=["ctrl"])
+    down = p.wait("down")
+    assert down["state"] & CONTROL
+    assert not down["state"] & SHIFT
+    d.click(cx + 20, cy + 20, button="right", modifiers="ctrl+shift")
+    down = p.wait("down", count=2)
+    assert down["num"] == 3
+    assert down["state"] & CONTROL
+    assert down["state"] & SHIFT
+    d.click(cx + 20, cy + 20)
+    assert not p.wait("down", count=3)["state"] & (CONTROL | SHIFT)  # nothing stayed held
+    assert [e["keysym"] for e in p.events("key-up")][:1] == ["Control_L"]
+    conn_free_keys()
+
+
+def test_mouse_down_and_up(d, probe, conn_free_keys):
+    p = probe()
+    cx, cy, _, _ = p.ready["canvas"]
+    d.mouse_down(cx + 10, cy + 10)
+    press = p.wait("press")
+    assert (press["x"], press["y"]) == (cx + 10, cy + 10)
+    d.move(cx + 60, cy + 50)
+    d.move(cx + 120, cy + 90)
+    p.wait("motion")
+    assert p.events("release") == []  # still down
+    d.mouse_up(cx + 150, cy + 100)
+    release = p.wait("release")
+    assert (release["x"], release["y"]) == (cx + 150, cy + 100)
+    d.mouse_down(button="right")
+    assert p.wait("down", count=2)["num"] == 3
+    d.mouse_up(button="right")
+    assert p.wait("up", count=2)["num"] == 3
+    conn_free_keys()
+
+
+def test_hold_key(d, probe, conn_free_keys):
+    p = probe()
+    d.hold_key("shift", seconds=1.0)
+    down, up = p.wait("key-down"), p.wait("key-up")
+    assert down["keysym"] == up["keysym"] == "Shift_L"
+    assert up["time"] - down["time"] >= 1000  # the X server's clock, in ms
+    d.hold_key("ctrl+alt", seconds=0.2)
+    p.wait("key-up", count=3)
+    assert [e["keysym"] for e in p.events("key-down")[1:]] == ["Control_L", "Alt_L"]
+    conn_free_keys()
+
+
+@pytest.fixture
+def conn_free_keys(d):
+    """A check that no key and no button is left down."""
+
+    def check() -> None:
+        conn = _x.connect(d.display, d.env["XAUTHORITY"])
+        try:
+            assert not any(conn.query_keymap()), "a key is still down"
+            assert not conn.screen().root.query_pointer().mask & 0x1F00, "a button is still down"
+        finally:
+            conn.close()
+
+    return check
+
+
 def test_scroll_buttons_seen_by_an_x_window(d):
     # Tk 8.6 folds horizontal wheel buttons into others, so a bare X window checks them.
     conn = _x.connect(d.display, d.env["XAUTHORITY"])
@@ -107,12 +190,13 @@ def test_scroll_buttons_seen_by_an_x_window(d):
             time.sleep(0.02)
         d.scroll(2, dx=-1, x=50, y=50)
         d.scroll(-1, dx=2)
+        d.scroll(dx=-2)
         seen = []
-        while len(seen) < 6 and time.monotonic() < deadline:
+        while len(seen) < 8 and time.monotonic() < deadline:
             while conn.pending_events():
                 seen.append(conn.next_event().detail)
             time.sleep(0.01)
-        assert seen == [5, 5, 6, 4, 7, 7]
+        assert seen == [5, 5, 6, 4, 7, 7, 6, 6]
     finally:
         conn.close()
 
@@ -239,6 +323,89 @@ def test_bad_input(d):
     with pytest.raises(TypeError):
         d.clipboard = b"bytes"
     assert d.size == (w, h)
+
+
+INF, NAN = float("inf"), float("nan")
+BAD_INPUT = [
+    # (call, error, what the message must say)
+    (lambda d: d.key(123), TypeError, r"a key is named by a str such as 'Return'"),
+    (lambda d: d.key("ctrl+c", None), TypeError, "got None"),
+    (lambda d: d.key_down(5), TypeError, "a key is named by a str"),
+    (lambda d: d.key_up(b"a"), TypeError, "a key is named by a str"),
+    (lambda d: d.drag((1,), (2, 3)), TypeError, r"start must be an \(x, y\) pair of ints; got \(1,\)"),
+    (lambda d: d.drag((1, 1), "ab"), TypeError, r"end must be an \(x, y\) pair"),
+    (lambda d: d.drag((1, 1), (2, 2), duration=INF), ValueError, "duration must be a finite number of seconds"),
+    (lambda d: d.drag((1, 1), (2, 2), duration=NAN), ValueError, "duration must be a finite number"),
+    (lambda d: d.drag((1, 1), (2, 2), duration=-1), ValueError, "duration must be a finite number of seconds >= 0"),
+    (lambda d: d.drag((1, 1), (2, 2), steps=True), ValueError, "steps must be a positive int"),
+    (lambda d: d.type("a", delay="x"), TypeError, "delay must be a number of seconds; got 'x'"),
+    (lambda d: d.type("a", delay=NAN), ValueError, "delay must be a finite number"),
+    (lambda d: d.type("a", delay=INF), ValueError, "delay must be a finite number"),
+    (lambda d: d.click(1, 1, count=True), ValueError, "count must be a positive int"),
+    (lambda d: d.wait_for_window(title=5), TypeError, r"title must be a str .* or a compiled re.Pattern; got 5"),
+    (lambda d: d.wait_for_window(wm_class=["xterm"]), TypeError, "wm_class must be a str"),
+    (lambda d: d.wait_for_window(pid="12"), TypeError, "pid must be an int"),
+    (lambda d: d.wait_for_window(timeout=INF), ValueError, "timeout must be a finite number of seconds"),
+    (lambda d: d.wait_for_window(timeout=NAN), ValueError, "timeout must be a finite number of seconds"),
+    (lambda d: d.wait_for_window(timeout="1"), TypeError, "timeout must be a number of seconds"),
+    (lambda d: Desktop(timeout=INF), ValueError, "timeout must be a finite number of seconds > 0"),
+    (lambda d: Desktop(timeout=NAN), ValueError, "timeout must be a finite number of seconds > 0"),
+    (lambda d: Desktop(idle_timeout=NAN), ValueError, r"idle_timeout \(0 or None: never\) must be a finite"),
+    (lambda d: d.click(1, 1, modifiers=5), TypeError, r"modifiers must be a key name or a list of them"),
+    (lambda d: d.click(1, 1, modifiers=["ctlr"]), ValueError, "unknown key 'ctlr'"),
+    (lambda d: d.mouse_down(button="thumb"), ValueError, "unknown button 'thumb': use one of left, middle, right"),
+    (lambda d: d.triple_click(button=0), ValueError, "unknown button 0"),
+    (lambda d: d.middle_click(5000, 5), ValueError, r"\(5000, 5\) is outside .*: x must be 0 to \d+"),
+    (lambda d: d.mouse_up(-1, 5), ValueError, "x must be 0 to"),
+    (lambda d: d.hold_key("shift", seconds=-1), ValueError, "seconds must be a finite number of seconds >= 0"),
+    (lambda d: d.hold_key("nokey"), ValueError, "unknown key 'nokey'"),
+    (lambda d: d.scroll(dx=1.5), TypeError, r"dx must be an int \(wheel clicks\)"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_INPUT)
+def test_bad_input_is_named_clearly(d, call, error, message):
+    # In a thread with a deadline: a timeout of inf or nan used to make wait_for_window wait forever.
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call(d)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert outcome, "the call hung instead of refusing its input"
+    assert isinstance(outcome[0], error), f"expected {error.__name__}, got {outcome[0]!r}"
+    assert re.search(message, str(outcome[0])), str(outcome[0])
+
+
+def test_a_window_that_is_gone_raises_desktop_error(d):
+    app = d.launch(["xterm", "-title", "short-lived", "-geometry", "20x4+10+10"])
+    window = d.wait_for_window(title="short-lived")
+    with pytest.raises(TypeError, match=r"x must be an int \(pixels\); got 'a'"):
+        window.move("a", 0)
+    with pytest.raises(TypeError, match="height must be an int"):
+        window.resize(10, 2.5)
+    app.kill()
+    app.wait(5)
+    deadline = time.monotonic() + 10
+    while any(w.id == window.id for w in d.windows()):
+        assert time.monotonic() < deadline, "the window stayed"
+        time.sleep(0.05)
+    for op in (
+        window.activate,
+        lambda: window.move(5, 5),
+        lambda: window.resize(50, 50),
+        window.close,
+        window.screenshot,
+    ):
+        with pytest.raises(DesktopError, match=rf"window {window.id:#x} is gone"):
+            op()
+    assert d.size == (1280, 800)  # the connection is still good
 
 
 def test_stopped_desktop_raises_clearly():

@@ -192,7 +192,7 @@ def _daemonizing_app(pidfile: Path) -> list[str]:
 
 @pytest.mark.parametrize("how", ["stop", "idle"])
 def test_launched_programs_and_their_daemons_end_with_the_desktop(tmp_path, how):
-    d = Desktop(session="none", geometry=(320, 240), idle_timeout=1.5 if how == "idle" else None)
+    d = Desktop(session="none", geometry=(320, 240), idle_timeout=3 if how == "idle" else None)
     pidfile = tmp_path / "daemon.pid"
     apps: list = []
     # From a thread too (a parent-death signal would follow the thread, not the process).
@@ -344,3 +344,12 @@ def test_programs_launched_on_an_attached_desktop_end_with_the_attacher_or_the_d
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_the_owner_is_told_why_its_desktop_stopped():
+    d = Desktop(session="none", geometry=(320, 240))
+    Desktop.attach(d.id).stop()  # as another kernel may
+    wait_for(lambda: d.status == "stopped", what="stopped")
+    assert d._session.detail == "by another process"
+    assert d.view.status_detail == d._session.detail
+    d.stop()

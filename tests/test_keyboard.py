@@ -20,7 +20,8 @@ import pytest
 from Xlib.error import XError
 
 from desktop_widget import Desktop, _x
-from desktop_widget._keyboard import Keyboard, _char_keysym, _resolve, _split
+from desktop_widget._keyboard import Keyboard
+from desktop_widget._keynames import char_keysym, resolve, split
 
 FREEZE = 1.5  # seconds the Tk app sleeps on F5
 
@@ -247,26 +248,26 @@ def app(desktop, conn, tmp_path, request):
     ],
 )
 def test_key_names(name, keysym):
-    assert _resolve(name) == keysym
+    assert resolve(name) == keysym
 
 
 def test_unknown_key_suggests():
     with pytest.raises(ValueError, match=r"unknown key 'retrun'; did you mean 'Return'"):
-        _resolve("retrun")
+        resolve("retrun")
     with pytest.raises(ValueError, match=r"did you mean 'BackSpace'"):
-        _resolve("backspce")
+        resolve("backspce")
 
 
 def test_combo_syntax():
-    assert _split("ctrl+alt+t") == ["ctrl", "alt", "t"]
-    assert _split("ctrl++") == ["ctrl", "+"]
-    assert _split("+") == ["+"]
+    assert split("ctrl+alt+t") == ["ctrl", "alt", "t"]
+    assert split("ctrl++") == ["ctrl", "+"]
+    assert split("+") == ["+"]
     for bad in ("", "ctrl+", "+a", "a++b"):
         with pytest.raises(ValueError, match="malformed"):
-            _split(bad)
-    assert _char_keysym("\n") == _resolve("Return")
+            split(bad)
+    assert char_keysym("\n") == resolve("Return")
     with pytest.raises(ValueError, match="control character"):
-        _char_keysym("\x07")
+        char_keysym("\x07")
 
 
 # -- typing into Tk ------------------------------------------------------------

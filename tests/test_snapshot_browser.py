@@ -48,11 +48,8 @@ def lab(request, jupyter, browser, artifacts):
     lab_setting(jupyter, "@jupyter-widgets/jupyterlab-manager:plugin", {"saveState": True})
     lab_setting(jupyter, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
     write_notebook(jupyter.root_dir / notebook, *cells)
-    # A workspace of its own, so that no other test's notebook is open in it too.
-    workspace = notebook.removesuffix(".ipynb")
-    context, nb = open_notebook(
-        browser, jupyter, notebook, artifacts, [], app=f"lab/workspaces/{workspace}", query="reset"
-    )
+    # Its own workspace (open_notebook), reset: no other test's notebook is open in it.
+    context, nb = open_notebook(browser, jupyter, notebook, artifacts, [], query="reset")
     try:
         yield Lab(nb, jupyter, notebook)
     finally:
