@@ -637,7 +637,7 @@ class Desktop:
     def windows(self) -> list[Window]:
         """The top-level windows now on the desktop."""
         with self._x() as conn:
-            return [_windows.Window(_desktop=self, **info) for info in _windows.list_windows(conn)]
+            return _windows.listed(conn, _windows.XHandle(self._x))
 
     def wait_for_window(
         self,
@@ -647,25 +647,7 @@ class Desktop:
         timeout: float = 10.0,
     ) -> Window:
         """The first window that matches (substrings are case-insensitive; patterns are searched)."""
-        _windows.check_filters(title, wm_class, pid)
-        timeout = _options.check_seconds("timeout", timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.windows()
-            for window in found:
-                if _windows.matches(vars(window), title, wm_class, pid):
-                    return window
-            if time.monotonic() > deadline:
-                wanted = ", ".join(
-                    f"{k}={v!r}" for k, v in (("title", title), ("wm_class", wm_class), ("pid", pid)) if v
-                )
-                have = "; ".join(f"{w.title!r} ({w.wm_class}, pid {w.pid})" for w in found) or "none"
-                raise TimeoutError(f"no window with {wanted} within {timeout:g} s; the windows are: {have}")
-            time.sleep(0.05)
-
-    def _window_op(self, op: Callable[[Any, int], Any], wid: int) -> Any:
-        with self._x() as conn:
-            return _windows.run(conn, op, wid)
+        return _windows.wait_for(self.windows, title, wm_class, pid, timeout)
 
     # -- screen --------------------------------------------------------------
     @property
