@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _keynames, _lazy, _options, _registry, _spare
 from ._errors import DesktopError, DesktopStopped
-from ._options import DEFAULT_FRAME_RATE
+from ._options import DEFAULT_FRAME_RATE, ViewOptions
 from ._session import AttachedSession, Session, recorded_options, touch
 
 if TYPE_CHECKING:
@@ -170,12 +170,12 @@ class Desktop:
         geometry: tuple[int, int] | None = None,
         session: str = "auto",
         *,
-        view_only: bool = False,
+        view_only: bool = ViewOptions.view_only,
         scale: bool | None = None,
-        height: str = "600px",
-        quality: int = 6,
-        compression: int = 2,
-        transport: str = "auto",
+        height: str = ViewOptions.height,
+        quality: int = ViewOptions.quality,
+        compression: int = ViewOptions.compression,
+        transport: str = ViewOptions.transport,
         frame_rate: int = DEFAULT_FRAME_RATE,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
@@ -190,9 +190,18 @@ class Desktop:
             scale = geometry is not None
         asked_geometry = geometry
         if geometry is None:
-            geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
+            geometry = _last_view_size[-1] if _last_view_size else _options.Options.geometry
         options = _options.check_options(
-            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
+            geometry=geometry,
+            session=session,
+            frame_rate=frame_rate,
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            name=name,
+            persistent=persistent,
+            idle_timeout=idle_timeout,
+            opengl=opengl,
         )
         # Checked before anything starts so that bad view arguments fail early.
         view_args = _options.check_view(view_only, scale, height, quality, compression, transport)
@@ -248,10 +257,10 @@ class Desktop:
         cls,
         id_or_name: str,
         *,
-        view_only: bool = False,
+        view_only: bool = ViewOptions.view_only,
         scale: bool = True,
-        height: str = "600px",
-        transport: str = "auto",
+        height: str = ViewOptions.height,
+        transport: str = ViewOptions.transport,
     ) -> Desktop:
         """Show and script a desktop that another kernel (or the launcher) started.
 
@@ -275,7 +284,7 @@ class Desktop:
         self.view = view
         with view.hold_trait_notifications():
             view._desktop_id = session.id
-            view._ws_path = f"desktop-widget/{session.id}/"
+            view._ws_path = _registry.ws_path(session.id)
             view._set_status(session.state)
         session.on_state(view._set_status)
         view.observe(_remember_view_size, "_view_size")
