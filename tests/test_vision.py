@@ -200,3 +200,5 @@ def test_redrawing_the_same_pixels_is_not_a_change(d, painter):
         flicker.join()
     with pytest.raises(ValueError, match="duration"):
         d.wait_until_stable(duration=0)
+    with pytest.raises(ValueError, match="longer than timeout"):
+        d.wait_until_stable(duration=5, timeout=1)
