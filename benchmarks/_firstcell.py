@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import nbformat
-from _common import CpuWindow, align, cmdline, memory_of, ppid_table, save_root_png, summary, tree
+from _common import CpuWindow, align, cmdline, memory_of, ppid_table, root_row, save_root_png, summary, tree
 from _metrics import (
     PANEL_TOL,
     PANEL_WATCH,
@@ -276,12 +276,34 @@ def _spare_ids(ours: Ours) -> dict[str, float]:
     return out
 
 
-def _wait_settled_spare(ours: Ours, timeout: float = 60) -> str:
+def _panel_drawn(ours: Ours, desktop_id: str, panel: dict) -> bool:
+    """Whether a spare's own screen shows XFCE's panel (its marker holds the display)."""
+    directory = ours.runtime / "desktop-widget" / desktop_id
+    try:
+        display = json.loads((directory / "spare").read_text())["display"]
+        row = root_row({"DISPLAY": f":{display}", "XAUTHORITY": str(directory / "Xauthority")}, panel["points"][0][1])
+    except Exception:
+        return False
+    rgb = panel["rgb"]
+    hits = sum(
+        1
+        for x, _ in panel["points"]
+        if x < len(row) and all(abs(a - b) <= 10 for a, b in zip(row[x], rgb, strict=True))
+    )
+    return hits >= panel["need"]
+
+
+def _wait_settled_spare(ours: Ours, timeout: float = 90, panel: dict | None = None) -> str:
+    """A spare that has drawn its panel (or, before the panel's colour is known, one old enough to have)."""
     deadline = time.monotonic() + timeout
     while True:
-        ready = {k: age for k, age in _spare_ids(ours).items() if age >= SPARE_SETTLED_S}
+        ready = {
+            k: age
+            for k, age in _spare_ids(ours).items()
+            if (_panel_drawn(ours, k, panel) if panel else age >= SPARE_SETTLED_S)
+        }
         if ready:
-            return min(ready, key=ready.get)
+            return max(ready, key=ready.get)
         if time.monotonic() > deadline:
             raise RuntimeError(f"no settled spare desktop in {timeout} s")
         time.sleep(0.2)
@@ -322,9 +344,10 @@ def first_cell_spare(browser: Browser, workdir: Path, n: int, idle_s: float, res
         idle = spare_idle_cost(ours, idle_s)
         log(f"  a ready spare at idle: {idle['pss_mib']} MiB PSS, {idle['cpu_pct']} % CPU")
         claimed: list[str] = []
+        panel: dict | None = None
 
         def settled_spare() -> None:
-            claimed.append(_wait_settled_spare(ours))
+            claimed.append(_wait_settled_spare(ours, panel=panel))
 
         warm = _first_cell_trial(fc, None, before_run=settled_spare)
         time.sleep(4)

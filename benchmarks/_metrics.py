@@ -700,6 +700,45 @@ def new_desktop(ours: Ours, cell: str = "cold-wm", timeout: float = 30) -> dict:
     return info
 
 
+# -- transports (ours) ------------------------------------------------------------------------------
+def _comm_bytes(ours: Ours) -> int:
+    """What the kernel's comm pumps of ``d`` have sent so far (the comm's bytes do not cross a desktop WebSocket)."""
+    return int(ours.eval_json("sum(p.sent for p in d.view._tunnel.pumps())") or 0)
+
+
+def transports(ours: Ours, n_latency: int, burst_s: float, results_dir: Path) -> list[dict]:
+    """The same light-WM desktop through the server route, then through the widget's comm (transport="comm")."""
+    rows = []
+    for transport, cell in (("server", "cold-wm"), ("comm", "comm-wm")):
+        new_desktop(ours, cell)
+        shown = ours.page.evaluate(
+            "() => [...document.querySelectorAll('.dw-root')].filter(r => r.isConnected).map(r => r.dataset.transport)"
+        )
+        log(f"transport {transport}: latency (views say {shown})")
+        row: dict = {"transport": transport, "views_say": shown}
+        row["latency"] = latency(
+            ours.page, ours.env, ours.socket, n_latency, screenshot=results_dir / f"ours-{transport}-latency.png"
+        )
+        for mode in ("solid", "noise"):
+            log(f"transport {transport}: throughput {mode}")
+            before = _comm_bytes(ours) if transport == "comm" else 0
+            t = throughput(
+                ours.page,
+                ours.env,
+                groups_ours(ours),
+                mode,
+                burst_s,
+                screenshot=results_dir / f"ours-{transport}-{mode}.png",
+            )
+            if transport == "comm":
+                sent = _comm_bytes(ours) - before
+                t["ws_bytes_per_s"] = round(sent / t["seconds"])
+                t["ws_mbit_per_s"] = round(sent * 8 / t["seconds"] / 1e6, 1)
+            row[mode] = t
+        rows.append(row)
+    return rows
+
+
 # -- scale (ours) ------------------------------------------------------------------------------------
 def scale(ours: Ours, n_latency: int, desktops=(1, 2, 4), views=(1, 4, 8)) -> dict:
     out: dict = {"desktops": [], "views": []}

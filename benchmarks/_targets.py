@@ -222,6 +222,7 @@ CELLS = {
     ),
     "cold-wm": '_t0 = time.time(); d = Desktop(session="wm", height=HEIGHT); _t1 = time.time(); d',
     "cold-xfce": '_t0 = time.time(); d = Desktop(session="xfce", height=HEIGHT); _t1 = time.time(); d',
+    "comm-wm": 'd = Desktop(session="wm", height=HEIGHT, transport="comm"); d',
     "cold-fr": '_t0 = time.time(); d = Desktop(session="wm", height=HEIGHT, frame_rate=FRAME_RATE); _t1 = time.time(); d',
     "views": "for _ in range(VIEWS): display(d)",
     "desktops": 'ds = [Desktop(session="wm", height=HEIGHT) for _ in range(N_DESKTOPS)]\nfor _x in ds: display(_x)',

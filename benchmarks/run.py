@@ -31,7 +31,18 @@ import _metrics as M  # noqa: E402
 import _report  # noqa: E402
 from _targets import ROOT, UPSTREAM_VENV, Browser, Ours  # noqa: E402
 
-METRICS = ["firstcell", "cold", "latency", "throughput", "resources", "api", "scale", "tuning", "framerate"]
+METRICS = [
+    "firstcell",
+    "cold",
+    "latency",
+    "throughput",
+    "resources",
+    "api",
+    "scale",
+    "tuning",
+    "framerate",
+    "transport",
+]
 #: Xvnc frame rates compared by the "framerate" metric (the default's neighbourhood and above).
 HIGH_FRAME_RATES = (120, 240, 500, 1000)
 
@@ -80,6 +91,8 @@ def plan(quick: bool) -> dict:
             "imports": 3,
         }
     return {
+        "first_cell": 7,
+        "first_cell_upstream": 5,
         "cold_wm": 7,
         "cold_xfce": 5,
         "cold_upstream": 5,
@@ -151,15 +164,7 @@ class Run:
         r = self.results
         if self.want("firstcell"):
             r["first_cell"] = self.guarded("first cell", self.first_cell) or {}
-            r["first_cell"]["spare"] = self.guarded(
-                "first cell, spare ready",
-                _firstcell.first_cell_spare,
-                self.browser,
-                self.work / "ours-spare",
-                self.p["first_cell"],
-                self.p["idle_s"],
-                self.out,
-            )
+            r["first_cell"]["spare"] = self.guarded("first cell, spare ready", self.first_cell_spare)
         if self.want("cold"):
             cold = r.setdefault("cold", {})
             cold["python_import_s"] = M.python_import(self.p["imports"])
@@ -184,6 +189,10 @@ class Run:
             r["scale"] = self.guarded("scale", M.scale, self.ours, self.p["scale_latency"])
         if self.want("framerate"):
             r["frame_rates"] = self.guarded("frame rates", self.frame_rates)
+        if self.want("transport"):
+            r["transports"] = self.guarded(
+                "transports", M.transports, self.ours, self.p["latency"], self.p["burst_s"], self.out
+            )
         if self.want("tuning"):
             r["tuning"] = self.guarded(
                 "tuning",
@@ -198,6 +207,12 @@ class Run:
         """Latency and the costs under load at Xvnc frame rates up to 1000 (the trade-off behind DEFAULT_FRAME_RATE)."""
         return M.frame_rate_table(
             self.ours, HIGH_FRAME_RATES, self.p["tuning_latency"], self.p["tuning_idle_s"], self.p["burst_s"]
+        )
+
+    def first_cell_spare(self) -> dict:
+        """The same first cell with one spare desktop ready, and a spare's idle cost (see _firstcell.py)."""
+        return _firstcell.first_cell_spare(
+            self.browser, self.work / "ours-spare", self.p["first_cell"], self.p["idle_s"], self.out
         )
 
     def first_cell(self) -> dict:

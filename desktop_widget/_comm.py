@@ -15,8 +15,9 @@ back. A pump whose window stays full with no word from its view for
 it still exists, reconnects.
 
 Protocol (the ``dw`` key of a custom message; ``view`` names the connection):
-view -> kernel ``rfb-open``, ``rfb-data`` (``seq``, + buffers), ``rfb-ack``
-(``bytes``, ``messages``), ``rfb-close`` (``seq``); kernel -> view
+view -> kernel ``rfb-open``, ``rfb-data`` (``seq``, + buffers, and an
+acknowledgement riding on it), ``rfb-ack`` (``bytes``, ``messages``),
+``rfb-close`` (``seq``); kernel -> view
 ``rfb-opened``, ``rfb-data`` (+ one buffer), ``rfb-closed`` (``reason``).
 Everything the kernel sends for one view comes from that view's pump thread,
 so it arrives in order.
@@ -71,6 +72,8 @@ class _Pump:
         self._closing = False
         self._reason = ""
         self.peak_in_flight = 0
+        #: Bytes sent to the view so far (the benchmarks' bandwidth).
+        self.sent = 0
         #: The next ``seq`` to write, and messages that arrived before their turn.
         self._next_seq = 0
         self._early: dict[int, tuple[str, list]] = {}
@@ -149,6 +152,7 @@ class _Pump:
                     self._in_flight += len(data)
                     self._messages += 1
                     self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+                    self.sent += len(data)
                 self._send({"dw": "rfb-data", "view": self.view_id}, [data])
         except OSError as exc:
             reason = f"the desktop's connection failed ({exc.strerror or exc})"
@@ -190,18 +194,21 @@ class CommTunnel:
             if kind != "rfb-close":  # a view that missed our rfb-closed
                 self._send({"dw": "rfb-closed", "view": view_id, "reason": "no such connection"}, [])
             return True
+        if kind in ("rfb-data", "rfb-ack"):
+            pump.ack(_count(content.get("bytes")), _count(content.get("messages")))
         if kind in ("rfb-data", "rfb-close"):
             seq = content.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
                 pump.deliver(seq, kind, buffers)
             elif kind == "rfb-close":
                 pump.close("the view closed the connection")
-        elif kind == "rfb-ack":
-            pump.ack(_count(content.get("bytes")), _count(content.get("messages")))
         return True
 
     def _open(self, view_id: str) -> None:
-        path = None if self._closed else self._socket_path()
+        if self._closed:
+            self._send({"dw": "rfb-closed", "view": view_id, "reason": "the widget was closed"}, [])
+            return
+        path = self._socket_path()
         if path is None:
             self._send({"dw": "rfb-closed", "view": view_id, "reason": "this desktop is not running"}, [])
             return

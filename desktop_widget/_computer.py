@@ -19,14 +19,11 @@ import io
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 
-from . import _pointer
-
-if TYPE_CHECKING:
-    from ._desktop import Desktop
+from . import _keynames
 
 #: The tool versions this adapter speaks; ``computer_20251124`` adds ``zoom``.
 VERSIONS = ("computer_20251124", "computer_20250124")
@@ -87,7 +84,9 @@ class ComputerTool:
     pressed or moved before the whole input has been checked.
     """
 
-    def __init__(self, desktop: Desktop, version: str = VERSIONS[0], *, screenshot_after: bool = False) -> None:
+    # ``desktop`` is a Desktop, used only through its public methods; not imported
+    # here, so that the package has no import cycle (Desktop.computer_tool makes this).
+    def __init__(self, desktop: Any, version: str = VERSIONS[0], *, screenshot_after: bool = False) -> None:
         if version not in VERSIONS:
             raise ValueError(f"unknown computer tool version {version!r}; use one of {', '.join(VERSIONS)}")
         self._desktop = desktop
@@ -221,7 +220,7 @@ class ComputerTool:
         point = self._point(tool_input)
         keys = self._modifiers(tool_input)
         x, y = point if point is not None else (None, None)
-        self._with_keys(keys, lambda: self._desktop.click(x, y, button, count=count))
+        self._desktop.click(x, y, button, count=count, modifiers=keys)
         where = tool_input.get("coordinate") or "the pointer"
         return self._done(f"{action.replace('_', ' ')} at {where}")
 
@@ -236,14 +235,8 @@ class ComputerTool:
         point = self._point(tool_input)
         keys = self._modifiers(tool_input)
 
-        def act() -> None:
-            with self._desktop._x() as conn:
-                if point is not None:
-                    _pointer.move(conn, *point)
-                (_pointer.press if down else _pointer.release)(conn, 1)
-                conn.sync()
-
-        self._with_keys(keys, act)
+        x, y = point if point is not None else (None, None)
+        self._with_keys(keys, lambda: (self._desktop.mouse_down if down else self._desktop.mouse_up)(x, y))
         return self._done("pressed the left button" if down else "released the left button")
 
     def _scroll(self, tool_input: dict) -> list[Block]:
@@ -257,7 +250,7 @@ class ComputerTool:
         keys = self._modifiers(tool_input)
         dy, dx = (int(amount) * v for v in _SCROLL[direction])
         x, y = point if point is not None else (None, None)
-        self._with_keys(keys, lambda: self._desktop.scroll(dy, dx, x, y))
+        self._desktop.scroll(dy, dx, x, y, modifiers=keys)
         return self._done(f"scrolled {direction} by {amount}")
 
     def _key(self, tool_input: dict) -> list[Block]:
@@ -273,11 +266,7 @@ class ComputerTool:
             raise ValueError("hold_key needs text: one key or combo to hold, e.g. 'shift' or 'ctrl+alt'")
         _check_keys(keys)
         duration = _duration(tool_input, required=True)
-        self._desktop.key_down(keys)
-        try:
-            time.sleep(duration)
-        finally:
-            self._desktop.key_up(keys)
+        self._desktop.hold_key(keys, seconds=duration)
         return self._done(f"held {keys} for {duration:g} s")
 
     def _type(self, tool_input: dict) -> list[Block]:
@@ -336,7 +325,5 @@ def _duration(tool_input: dict, required: bool) -> float:
 
 
 def _check_keys(keys: str) -> None:
-    """Fail on an unknown key name before anything is pressed (the keyboard's own parser says which)."""
-    from ._keynames import parse
-
-    parse(keys)
+    """Fail on an unknown key name before anything is pressed (the key names' own parser says which)."""
+    _keynames.parse(keys)

@@ -154,10 +154,17 @@ class Owner:
         return config
 
 
+#: A waiting spare's children run at this nice value (0 once it is claimed). The
+#: supervisor itself stays at normal priority, so that it answers a claim at once.
+_child_nice = 0
+
+
 def _child_setup() -> None:
     # Runs in the child between fork and exec: die with the supervisor even if
     # the supervisor itself is killed with SIGKILL.
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if _child_nice:
+        os.nice(_child_nice)
 
 
 def _proc_table() -> dict[int, int]:
@@ -332,6 +339,9 @@ def paint_root(display: int, xauthority: str, rgb: int, timeout: float = 2.0) ->
 
 
 class Supervisor:
+    """One desktop's life: start Xvnc and the session, watch (owner, children, idle time, the
+    server), and always end with :meth:`teardown`, whatever ended it (see :meth:`run`)."""
+
     def __init__(self, config: dict, owner: Owner) -> None:
         self.config = config
         self.owner = owner
@@ -473,8 +483,8 @@ class Supervisor:
             os.umask(old)
         listener.listen(8)
         self.claim_listener = listener
-        with open(self.config["spare_marker"], "x"):
-            pass
+        with open(self.config["spare_marker"], "x") as marker:
+            json.dump({"display": self.display}, marker)  # for whoever wants to look at it first
 
     def accept_claim(self) -> bool:
         """One connection to the owner socket: True if it claimed this spare (its connection is the owner now)."""
@@ -504,8 +514,10 @@ class Supervisor:
         for path in (self.config["spare_marker"], self.config["owner_socket"]):
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        global _child_nice
+        _child_nice = 0
         if self.config.get("nice"):  # normal priority again, for the whole tree (_spare.can_unnice)
-            for pid in [os.getpid(), *_descendants(os.getpid())]:
+            for pid in _descendants(os.getpid()):
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, pid, 0)
         self.owner.emit("claimed", display=self.display, xvnc_pid=self.xvnc.pid, supervisor_pid=os.getpid())
@@ -741,8 +753,8 @@ def main() -> int:
         err = ctypes.get_errno()
         owner.emit("error", message=f"cannot become a child subreaper: {os.strerror(err or errno.EPERM)}", log="")
         return 1
-    if config.get("nice"):
-        os.nice(config["nice"])  # a spare starting in the background; everything it starts inherits it
+    global _child_nice
+    _child_nice = int(config.get("nice") or 0)  # a spare starting in the background
     return Supervisor(config, owner).run()
 
 

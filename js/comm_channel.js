@@ -22,8 +22,14 @@ const CLOSED = 3;
 
 /** Acknowledge at once past this many bytes (a quarter of the kernel's window)... */
 const ACK_BYTES = 512 * 1024;
-/** ...else at most this long after a message was consumed (ms). */
-const ACK_DELAY = 5;
+/**
+ * ...else at most this long after a message was consumed (ms), unless the
+ * view sends data first: acknowledgements ride on it (noVNC answers most
+ * updates with a request or a fence reply). Each message costs the kernel
+ * and the page a round of Jupyter's messaging, so fewer is faster; 25 ms of
+ * data is far below the window at any rate the comm reaches.
+ */
+const ACK_DELAY = 25;
 
 /**
  * @typedef {object} CommModel
@@ -66,9 +72,11 @@ export class CommChannel {
 		this._unacked_messages = 0;
 		/** @type {ReturnType<typeof setTimeout> | undefined} */
 		this._ack_timer = undefined;
+		/** Ends with the channel: what it listens to is released then. */
+		this._life = new AbortController();
 		this._on_custom = this._on_custom.bind(this);
 		model.on("msg:custom", this._on_custom);
-		signal.addEventListener("abort", () => this.close(), { once: true });
+		signal.addEventListener("abort", () => this.close(), { once: true, signal: this._life.signal });
 		// Sent once this constructor's caller (noVNC) has attached its handlers.
 		queueMicrotask(() => {
 			if (this.readyState === CONNECTING) this._post("rfb-open");
@@ -90,7 +98,7 @@ export class CommChannel {
 		// noVNC passes a view into its reusable send queue: the kernel message
 		// must own exactly these bytes (Jupyter's serializer sends whole buffers).
 		let bytes = data instanceof ArrayBuffer ? data.slice(0) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice().buffer;
-		this._post("rfb-data", { seq: this._seq++ }, [bytes]);
+		this._post("rfb-data", { seq: this._seq++, ...this._take_ack() }, [bytes]);
 	}
 
 	close() {
@@ -110,6 +118,7 @@ export class CommChannel {
 		this.readyState = CLOSED;
 		clearTimeout(this._ack_timer);
 		this._model.off("msg:custom", this._on_custom);
+		this._life.abort();
 		// Like a WebSocket, the close event comes later, never inside close().
 		setTimeout(() => this.onclose?.({ code, reason, wasClean: clean }), 0);
 	}
@@ -159,12 +168,19 @@ export class CommChannel {
 		}
 	}
 
-	_ack() {
+	/** What is consumed and not yet acknowledged, now counted as acknowledged. */
+	_take_ack() {
 		clearTimeout(this._ack_timer);
 		this._ack_timer = undefined;
-		if (this.readyState !== OPEN || (this._unacked_bytes === 0 && this._unacked_messages === 0)) return;
-		this._post("rfb-ack", { bytes: this._unacked_bytes, messages: this._unacked_messages });
+		let ack = { bytes: this._unacked_bytes, messages: this._unacked_messages };
 		this._unacked_bytes = 0;
 		this._unacked_messages = 0;
+		return ack;
+	}
+
+	_ack() {
+		if (this.readyState !== OPEN) return;
+		let ack = this._take_ack();
+		if (ack.bytes || ack.messages) this._post("rfb-ack", ack);
 	}
 }

@@ -7,9 +7,10 @@ import subprocess
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests._cells import PINK, pixels_cell, write_notebook
-from tests._jupyter import BIN, free_port
+from tests._jupyter import BIN, free_port, start_jupyter, stop_jupyter
 from tests._notebook_page import NotebookPage, lab_setting, open_notebook, shutdown_kernels
 
 pytestmark = pytest.mark.browser
@@ -28,6 +29,13 @@ BOX = """\
 import ipywidgets as widgets
 widgets.Box([d.view], layout=widgets.Layout(width="50%"))"""
 
+#: The default transport where our extension serves the route: the route.
+AUTO = """\
+# dw-hosts: auto
+from desktop_widget import Desktop
+a = Desktop(session="none", geometry=(320, 240))
+a"""
+
 PUMPS = """\
 # dw-hosts: pumps
 print("PUMPS", len(d.view._tunnel.pumps()))"""
@@ -36,7 +44,7 @@ print("PUMPS", len(d.view._tunnel.pumps()))"""
 @pytest.fixture(scope="module")
 def nb(jupyter, browser, artifacts):
     """JupyterLab with our extension on; the desktop's views still use the comm (forced)."""
-    write_notebook(jupyter.root_dir / NOTEBOOK, DESKTOP, BOX, pixels_cell("dw-hosts: pixels"), PUMPS)
+    write_notebook(jupyter.root_dir / NOTEBOOK, AUTO, DESKTOP, BOX, pixels_cell("dw-hosts: pixels"), PUMPS)
     lab_setting(jupyter, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
     console: list[str] = []
     context, nb = open_notebook(browser, jupyter, NOTEBOOK, artifacts, console)
@@ -46,6 +54,13 @@ def nb(jupyter, browser, artifacts):
         (artifacts / "hosts-console.log").write_text("\n".join(console))
         context.close()
         shutdown_kernels(jupyter, NOTEBOOK)
+
+
+def test_auto_uses_the_route_where_it_answers(nb):
+    nb.run("dw-hosts: auto")
+    view = nb.view("dw-hosts: auto")
+    assert nb.wait_connected(view) == "server"
+    assert "through the Jupyter server" in view.get_attribute("title")
 
 
 def test_comm_forced_with_the_extension_on(nb):
@@ -90,10 +105,44 @@ def test_clearing_the_primary_view_hands_sizing_to_the_other(nb):
     nb.cell("dw-hosts: desktop").locator(".jp-InputArea-prompt").click()
     nb.page.get_by_role("menuitem", name="Edit", exact=True).click()
     nb.page.get_by_role("menuitem", name="Clear Cell Output", exact=True).click()
-    nb.page.wait_for_function("() => document.querySelectorAll('.dw-root').length === 1", timeout=10_000)
+    expect(nb.cell("dw-hosts: desktop").locator(".dw-root")).to_have_count(0, timeout=10_000)
     # The remaining view now sizes the desktop to itself, without any trait changing.
     nb.wait_fits(canvas)
     nb.screenshot("hosts-3-sizing-handed-over", nb.view("dw-hosts: box"))
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory):
+    """Notebook 7 (`jupyter notebook`) with our server extension on."""
+    server = start_jupyter(tmp_path_factory.mktemp("notebook7"), base_url="/", app="notebook")
+    yield server
+    stop_jupyter(server)
+
+
+def test_notebook_7_uses_the_route_and_the_comm(notebook7, browser, artifacts):
+    path = "dw-nb7.ipynb"
+    write_notebook(
+        notebook7.root_dir / path,
+        AUTO.replace("dw-hosts", "dw-nb7"),
+        DESKTOP.replace("dw-hosts", "dw-nb7"),
+        pixels_cell("dw-nb7: pixels"),
+    )
+    console: list[str] = []
+    context, nb = open_notebook(browser, notebook7, path, artifacts, console, app="notebook")
+    try:
+        nb.run("dw-nb7: auto")
+        assert nb.wait_connected(nb.view("dw-nb7: auto")) == "server"
+        nb.run("dw-nb7: desktop")
+        assert nb.wait_connected(nb.view("dw-nb7: desktop")) == "comm"
+        nb.run("dw-nb7: pixels")
+        text = nb.output_of("dw-nb7: pixels", "WINDOW")
+        x, y, w, h = (int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+)", text).groups())
+        nb.wait_pixel(nb.canvas("dw-nb7: desktop"), x + w // 4, y + h // 4, PINK)
+        nb.screenshot("hosts-5-notebook7", nb.view("dw-nb7: desktop"))
+    finally:
+        (artifacts / "notebook7-console.log").write_text("\n".join(console))
+        context.close()
+        shutdown_kernels(notebook7, path)
 
 
 @pytest.fixture(scope="module")

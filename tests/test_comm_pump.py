@@ -127,3 +127,30 @@ def test_stopping_the_desktop_ends_its_pumps():
         assert not pump.thread.is_alive()
         assert view.tunnel.pumps() == []
         assert view.received[-1][0]["dw"] == "rfb-closed"
+
+
+def test_a_view_that_went_silent_is_dropped(desktop, monkeypatch):
+    """A closed tab says nothing: with its window full and no word for STALL_TIMEOUT, the pump ends."""
+    monkeypatch.setattr("desktop_widget._comm.STALL_TIMEOUT", 0.5)
+    view = View(desktop)
+    try:
+        view.handshake()
+        view.write(struct.pack(">BBHHHH", 3, 0, 0, 0, 1280, 800))
+        (pump,) = view.tunnel.pumps()
+        view.wait(lambda: not pump.thread.is_alive(), timeout=15, what="the silent view's pump to end")
+        assert view.received[-1][0] == {"dw": "rfb-closed", "view": "v", "reason": "the view stopped acknowledging"}
+        assert view.tunnel.pumps() == []
+    finally:
+        view.tunnel.close_all("test over")
+
+
+def test_closing_the_widget_ends_its_pumps_and_refuses_new_ones():
+    with Desktop(session="none", geometry=(320, 240)) as d:
+        view = View(d)
+        d.view._tunnel = view.tunnel
+        view.handshake()
+        (pump,) = view.tunnel.pumps()
+        d.view.close()
+        assert not pump.thread.is_alive()
+        view.tunnel.handle({"dw": "rfb-open", "view": "w"}, [])
+        assert view.received[-1][0] == {"dw": "rfb-closed", "view": "w", "reason": "the widget was closed"}

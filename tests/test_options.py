@@ -156,3 +156,47 @@ def test_desktop_environ_drops_foreign_session():
     assert env == {"HOME": "/h", "XAUTHORITY": "/auth", "EXTRA": "1"}
     assert xdg == [str(_options.XDG_DEFAULTS), "/etc/xdg"]
     assert (_options.XDG_DEFAULTS / "xfce4/xfconf/xfce-perchannel-xml/xfwm4.xml").is_file()
+
+
+def test_frame_rate_up_to_xvnc_millisecond_clock():
+    assert check(frame_rate=1000).frame_rate == 1000
+    with pytest.raises(ValueError, match="between 1 and 1000"):
+        check(frame_rate=1001)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"height": "tall"}, "CSS length"),
+        ({"quality": 10}, "quality must be an int from 0 to 9"),
+        ({"compression": -1}, "compression must be an int from 0 to 9"),
+        ({"transport": "tcp"}, "transport must be one of"),
+        ({"view_only": "yes"}, "view_only must be True or False"),
+    ],
+)
+def test_view_arguments_checked_without_the_widget(kw, match):
+    args = {"view_only": False, "scale": False, "height": "600px", "quality": 6, "compression": 2, "transport": "auto"}
+    assert _options.check_view(**args) == args
+    with pytest.raises((TypeError, ValueError), match=match):
+        _options.check_view(**{**args, **kw})
+
+
+def test_root_colour_only_for_xfce():
+    assert _options.root_colour(["dbus-launch", "--exit-with-session", "xfce4-session"]) == _options.XFCE_BACKGROUND
+    assert _options.root_colour(["/usr/bin/openbox"]) is None
+    assert _options.root_colour([]) is None
+
+
+@pytest.mark.parametrize(("value", "count"), [(None, 0), (0, 0), (2, 2), ("1", 1)])
+def test_spare_count_from_server_config(value, count):
+    from desktop_widget import _spare
+
+    assert _spare.spare_count({} if value is None else {"spare_desktops": value}) == count
+
+
+@pytest.mark.parametrize("value", ["-1", "many", -3])
+def test_bad_spare_count_names_the_setting(value):
+    from desktop_widget import _spare
+
+    with pytest.raises(ValueError, match=r"DesktopWidget\.spare_desktops"):
+        _spare.spare_count({"spare_desktops": value})
