@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from typing import Any
 from Xlib import X
 from Xlib.ext import record, shape
 from Xlib.protocol import rq
+
+from . import _x
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class ClickMarker:
     def __init__(self, connect: Callable[[], Any]) -> None:
         self._draw = connect()
         self._watch = connect()
+        _x.set_deadline(self._watch, math.inf)  # RECORD's stream waits for clicks on purpose
         self._control = connect()
         self._cond = threading.Condition()
         self._pending: list[tuple[int, int]] = []
