@@ -315,6 +315,7 @@ def markdown(r: dict) -> str:
         "",
     ]
     out += _analysis(r)
+    out += _before_after_section(r.get("before_after"))
     out += _first_cell_section(r.get("first_cell"))
     out += _cold_section(r.get("cold"))
     out += _latency_section(r.get("latency"))
@@ -340,6 +341,31 @@ STAGES = [
     ("first_frame_s", "first desktop frame on the canvas"),
     ("panel_s", "XFCE panel drawn on the canvas"),
 ]
+
+
+def _before_after_section(ba: dict | None) -> list[str]:
+    """Numbers from before a change next to this run's, with upstream's from each run (the machine's load differs)."""
+    if not ba:
+        return []
+    rows = [
+        [
+            x["metric"],
+            x["before"],
+            x["after"],
+            x.get("upstream_before", ""),
+            x.get("upstream_after", ""),
+            x.get("note", ""),
+        ]
+        for x in ba["rows"]
+    ]
+    return [
+        "## Before and after",
+        "",
+        ba["intro"],
+        "",
+        table(["metric", "before", "after", "upstream, before run", "upstream, this run", "note"], rows),
+        "",
+    ]
 
 
 FIRST_CELL_STAGES = [
@@ -771,7 +797,7 @@ def _frame_rate_section(rows_in: list[dict] | None) -> list[str]:
                 _n(dropped, 0),
                 _n(_get(t, "ws_mbit_per_s"), 1),
                 _n(_get(t, "cpu_pct", "desktop"), 0),
-                _n(_get(t, "cpu_pct", "server"), 0),
+                _n(_get(t, "cpu_pct", "jupyter_server"), 0),
                 _n(_get(t, "cpu_pct", "chromium"), 0),
             ]
         rows.append(row)
