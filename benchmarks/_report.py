@@ -251,6 +251,8 @@ def summary_rows(r: dict) -> list[list[str]]:
     )
     v = api.get("type_chars_per_s_arrived")
     rows.append(["`d.type()` characters/s (into xterm)", _n(v), "", "", "≥ 500", verdict(v, 500, True)])
+    v = api.get("mixed_type_chars_per_s_arrived")
+    rows.append(["`d.type()` mixed scripts, characters/s (into xterm)", _n(v), "", "", "≥ 500", verdict(v, 500, True)])
     rows.append(
         [
             "`d.screenshot()` 1280×800 (ms)",
@@ -662,6 +664,12 @@ def _api_section(api: dict | None) -> list[str]:
             "`d.type()` (2000 ASCII characters into xterm)",
             f"{_n(api.get('type_chars_per_s_sent'))} chars/s sent, {_n(api.get('type_chars_per_s_arrived'))} chars/s arrived, correct: {api.get('type_correct')}"
             if "type_chars" in api
+            else api.get("type_error", "–"),
+        ],
+        [
+            "`d.type()` (4 lines of mixed scripts, ~140 distinct characters, into xterm)",
+            f"{_n(api.get('mixed_type_chars_per_s_sent'))} chars/s sent, {_n(api.get('mixed_type_chars_per_s_arrived'))} chars/s arrived, correct: {api.get('mixed_type_correct')}"
+            if "mixed_type_chars" in api
             else api.get("type_error", "–"),
         ],
         [

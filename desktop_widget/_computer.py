@@ -19,14 +19,11 @@ import io
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 
 from . import _keynames
-
-if TYPE_CHECKING:
-    from ._desktop import Desktop
 
 #: The tool versions this adapter speaks; ``computer_20251124`` adds ``zoom``.
 VERSIONS = ("computer_20251124", "computer_20250124")
@@ -87,7 +84,9 @@ class ComputerTool:
     pressed or moved before the whole input has been checked.
     """
 
-    def __init__(self, desktop: Desktop, version: str = VERSIONS[0], *, screenshot_after: bool = False) -> None:
+    # ``desktop`` is a Desktop, used only through its public methods; not imported
+    # here, so that the package has no import cycle (Desktop.computer_tool makes this).
+    def __init__(self, desktop: Any, version: str = VERSIONS[0], *, screenshot_after: bool = False) -> None:
         if version not in VERSIONS:
             raise ValueError(f"unknown computer tool version {version!r}; use one of {', '.join(VERSIONS)}")
         self._desktop = desktop

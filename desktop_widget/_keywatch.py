@@ -82,6 +82,8 @@ class Recorder:
         except Exception:  # the X server went away, or RECORD refused: fall back to waiting
             log.debug("keymap recording ended", exc_info=True)
         finally:
+            # Also when recording ended normally (close() disabled it): nobody else closes this connection.
+            _x.drop(self._data)
             with self._changed:
                 self._state = "closed"
                 self._changed.notify_all()

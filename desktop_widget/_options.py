@@ -107,18 +107,19 @@ def check_seconds(name: str, value: object, *, zero: bool = True, most: float = 
 
 
 def check_options(
-    geometry: object,
-    session: object,
-    frame_rate: object,
-    cwd: object,
-    env: object,
-    timeout: object,
-    name: object = "",
-    persistent: object = False,
+    *,
+    geometry: object = Options.geometry,
+    session: object = Options.session,
+    frame_rate: object = Options.frame_rate,
+    cwd: object = None,
+    env: object = None,
+    timeout: object = Options.timeout,
+    name: object = Options.name,
+    persistent: object = Options.persistent,
     idle_timeout: object = None,
-    opengl: object = True,
+    opengl: object = Options.opengl,
 ) -> Options:
-    """Validate every argument of ``Desktop()`` before anything starts."""
+    """Validate every argument of ``Desktop()`` before anything starts; by name, defaults those of ``Options``."""
     size = check_geometry(geometry)
     if not isinstance(session, (str, os.PathLike)):
         raise TypeError(f"session must be one of {SESSION_KINDS} or a path to an xstartup script; got {session!r}")
@@ -155,7 +156,16 @@ def check_options(
     if not isinstance(opengl, bool):
         raise TypeError(f"opengl must be True (OpenGL programs work) or False (no GLX, less memory); got {opengl!r}")
     return Options(
-        size, session, frame_rate, 24, cwd, dict(env), float(timeout), name, persistent, float(idle_timeout), opengl
+        geometry=size,
+        session=session,
+        frame_rate=frame_rate,
+        cwd=cwd,
+        env=dict(env),
+        timeout=float(timeout),
+        name=name,
+        persistent=persistent,
+        idle_timeout=float(idle_timeout),
+        opengl=opengl,
     )
 
 
@@ -164,6 +174,22 @@ _OWN_ENV = {
     "DISPLAY": "the desktop's own display (d.display)",
     "XAUTHORITY": "the desktop's own cookie file (d.env['XAUTHORITY']); its X server accepts no other",
 }
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """A view's settings and their defaults: the one home for ``Desktop()``'s view arguments,
+    ``DesktopView``'s traits and the full page (``page.js`` gets quality and compression in its config)."""
+
+    view_only: bool = False
+    scale: bool = False
+    height: str = "600px"
+    #: noVNC's JPEG quality (0-9): lower draws busy, photo-like content faster on less bandwidth
+    #: (TigerVNC keeps text and flat areas lossless whatever it is).
+    quality: int = 6
+    #: noVNC's compression level (0-9): higher trades the server's CPU for bandwidth.
+    compression: int = 2
+    transport: str = "auto"
 
 
 def check_env(env: object, what: str) -> None:
@@ -176,7 +202,12 @@ def check_env(env: object, what: str) -> None:
 
 
 def check_view(
-    view_only: object, scale: object, height: object, quality: object, compression: object, transport: object = "auto"
+    view_only: object = ViewOptions.view_only,
+    scale: object = ViewOptions.scale,
+    height: object = ViewOptions.height,
+    quality: object = ViewOptions.quality,
+    compression: object = ViewOptions.compression,
+    transport: object = ViewOptions.transport,
 ) -> dict:
     """The view's arguments, checked as its traits will check them, but without importing anywidget."""
     for name, value in (("view_only", view_only), ("scale", scale)):

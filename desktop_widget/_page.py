@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 import json
 
+from ._options import ViewOptions
+
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -29,6 +31,7 @@ _PAGE = """<!doctype html>
 
 def page_html(config: dict, static: str, title: str = "Desktop") -> str:
     """The page that runs ``page.js`` with ``config``; ``static`` is the URL prefix of the built files."""
+    config = {**config, "view": {"quality": ViewOptions.quality, "compression": ViewOptions.compression}}
     return _PAGE.format(
         title=html.escape(title),
         # "</" inside the JSON would end the <script> element early.

@@ -130,12 +130,14 @@ class Recording:
         self._stopped = False
         self._error = ""
         self._tmp: str | None = None
+        #: Seconds from the start to ``stop()``; None while recording.
+        self.duration: float | None = None
         if path.suffix.lower() == ".gif":
             self._tmp = tempfile.mkdtemp(prefix="desktop-widget-gif-")
             target = lossless_args(os.path.join(self._tmp, "clip.mkv"))
         else:
             target = mp4_args(str(path))
-        argv = [_ffmpeg(), "-hide_banner", "-nostdin", "-y", *grab_args(display, fps), *target]
+        argv = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-y", *grab_args(display, fps), *target]
         try:
             self._proc = _apps.launch(argv, env, cwd, log_dir)
             self.started = time.monotonic()

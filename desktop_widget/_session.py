@@ -25,8 +25,10 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from . import _apps, _options, _registry, _xauth
 from ._errors import DesktopError, DesktopStopped
@@ -482,7 +484,13 @@ class AttachedSession:
         return "running" if self._current() is not None else "stopped"
 
     def on_state(self, callback: Callable[[str, str], None]) -> None:
-        """No events reach a process that does not own the desktop; the views notice by themselves."""
+        """Call ``callback("stopped", "")`` once the owner's supervisor ends (the desktop is then gone).
+
+        No event reaches a process that does not own the desktop, and a view cannot
+        tell a stopped desktop from a lost connection: without this, a mirror's views
+        retried a desktop that no longer exists, forever.
+        """
+        _EndWatch.of(self._info).add(callback)
 
     def restart_session(self) -> None:
         self._signal(signal.SIGUSR1)
@@ -516,3 +524,68 @@ class AttachedSession:
         info = self._current()
         if info is None or not _registry.signal_supervisor(info, sig):
             raise DesktopStopped(f"desktop {self.id} is stopped")
+
+
+class _EndWatch:
+    """One daemon thread per desktop attached to in this process: it waits on a pidfd of the
+    owner's supervisor and tells the listeners when it ends.
+
+    Listeners are held weakly (a view that went is not kept alive by a desktop that runs on).
+    """
+
+    _lock = threading.Lock()
+    _watches: ClassVar[dict[tuple[str, str], _EndWatch]] = {}
+
+    @classmethod
+    def of(cls, info: _registry.DesktopInfo) -> _EndWatch:
+        key = (info.id, info.supervisor_start)
+        with cls._lock:
+            watch = cls._watches.get(key)
+            if watch is None:
+                watch = cls._watches[key] = cls(key, info.supervisor_pid)
+            return watch
+
+    def __init__(self, key: tuple[str, str], pid: int) -> None:
+        self._key = key
+        self._listeners: list[Callable[[], Callable[[str, str], None] | None]] = []
+        self._ended = False
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = None
+        # Pinned first, then checked: a reused pid cannot pass for the supervisor.
+        if pidfd is not None and _registry.process_identity(pid) != key[1]:
+            os.close(pidfd)
+            pidfd = None
+        if pidfd is None:
+            self._ended = True
+            return
+        threading.Thread(target=self._wait, args=(pidfd,), name=f"desktop-widget-end-{key[0]}", daemon=True).start()
+
+    def add(self, callback: Callable[[str, str], None]) -> None:
+        ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else (lambda: callback)
+        with self._lock:
+            ended = self._ended
+            if not ended:
+                self._listeners = [r for r in self._listeners if r() is not None] + [ref]
+        if ended:
+            callback("stopped", "")
+
+    def _wait(self, pidfd: int) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                select.select([pidfd], [], [])
+        finally:
+            os.close(pidfd)
+        with self._lock:
+            self._ended = True
+            listeners, self._listeners = self._listeners, []
+            self._watches.pop(self._key, None)
+        for ref in listeners:
+            callback = ref()
+            if callback is None:
+                continue
+            try:
+                callback("stopped", "")
+            except Exception:  # a broken view must not stop the others from learning it
+                log.exception("state listener failed")

@@ -54,7 +54,7 @@ from ._session import Session, _SpareSettings
 log = logging.getLogger(__name__)
 
 #: The size a spare starts at; an unscaled view resizes it to itself.
-GEOMETRY = (1280, 800)
+GEOMETRY = _options.Options.geometry
 #: Seconds between a claim and the start of its replacement.
 REPLACE_DELAY = 3.0
 NICE = 10
@@ -129,7 +129,7 @@ class SparePool:
                 self._spares = [s for s in self._spares if s.state in ("starting", "running")]
                 if self._closed or len(self._spares) >= self.count:
                     return
-                options = _options.check_options(GEOMETRY, "auto", _options.DEFAULT_FRAME_RATE, self.cwd, None, 20.0)
+                options = _options.check_options(geometry=GEOMETRY, cwd=self.cwd)
                 session = Session(options, spare=_SpareSettings(self.nice, self._on_claimed))
                 self._spares.append(session)
             try:

@@ -339,6 +339,9 @@ def paint_root(display: int, xauthority: str, rgb: int, timeout: float = 2.0) ->
 
 
 class Supervisor:
+    """One desktop's life: start Xvnc and the session, watch (owner, children, idle time, the
+    server), and always end with :meth:`teardown`, whatever ended it (see :meth:`run`)."""
+
     def __init__(self, config: dict, owner: Owner) -> None:
         self.config = config
         self.owner = owner

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,14 +15,32 @@ from Xlib.display import Display
 from Xlib.ext import res
 from Xlib.protocol import event
 
-from ._errors import DesktopError
+from . import _screen
+from ._errors import DesktopError, DesktopStopped
+from ._options import check_seconds
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ._desktop import Desktop
-
 Pattern = str | re.Pattern
+
+
+class XHandle:
+    """What a Window needs of its desktop: the desktop's X connection, for one call at a time.
+
+    It holds the desktop's ``_x`` context manager weakly: a Window kept in a
+    variable must not keep its desktop (and its processes) alive, and the
+    window layer must not know the ``Desktop`` class.
+    """
+
+    def __init__(self, with_x: Callable[[], AbstractContextManager[Display]]) -> None:
+        self._with_x = weakref.WeakMethod(with_x)  # type: ignore[arg-type]
+
+    def with_x(self) -> AbstractContextManager[Display]:
+        with_x = self._with_x()
+        if with_x is None:
+            raise DesktopStopped("the desktop of this window is gone (its Desktop object was collected)")
+        return with_x()
 
 
 @dataclass(frozen=True)
@@ -33,39 +54,68 @@ class Window:
     pid: int | None
     geometry: tuple[int, int, int, int]  # x, y, width, height on the screen
     focused: bool
-    _desktop: Desktop = field(repr=False, compare=False)
+    _handle: XHandle = field(repr=False, compare=False)
+
+    def _run(self, op: Callable[[Display, int], Any]) -> Any:
+        with self._handle.with_x() as conn:
+            return run(conn, op, self.id)
 
     def activate(self) -> None:
         """Raise the window and give it the keyboard focus."""
-        self._desktop._window_op(_activate, self.id)
+        self._run(_activate)
 
     def move(self, x: int, y: int) -> None:
         """Put the window's top-left corner at ``(x, y)`` (it may be partly off the screen)."""
         _check_ints(x=x, y=y)
-        self._desktop._window_op(
-            lambda conn, wid: conn.create_resource_object("window", wid).configure(x=x, y=y), self.id
-        )
+        self._run(lambda conn, wid: conn.create_resource_object("window", wid).configure(x=x, y=y))
 
     def resize(self, width: int, height: int) -> None:
         _check_ints(width=width, height=height)
         if width <= 0 or height <= 0:
             raise ValueError(f"window size must be positive; got {width}x{height}")
-        self._desktop._window_op(
-            lambda conn, wid: conn.create_resource_object("window", wid).configure(width=width, height=height), self.id
-        )
+        self._run(lambda conn, wid: conn.create_resource_object("window", wid).configure(width=width, height=height))
 
     def close(self) -> None:
         """Ask the window to close (WM_DELETE_WINDOW), as its close button would."""
-        self._desktop._window_op(_close, self.id)
+        self._run(_close)
 
     def screenshot(self) -> Image.Image:
         """The window's current pixels (what is on screen where the window is)."""
-        x, y, w, h = self._desktop._window_op(_geometry, self.id)
-        sw, sh = self._desktop.size
-        x0, y0, x1, y1 = max(0, x), max(0, y), min(sw, x + w), min(sh, y + h)
-        if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"window {self.id:#x} ({self.title!r}) is not on the screen")
-        return self._desktop.screenshot(region=(x0, y0, x1 - x0, y1 - y0))
+        with self._handle.with_x() as conn:
+            x, y, w, h = run(conn, _geometry, self.id)
+            sw, sh = _screen.size(conn)
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(sw, x + w), min(sh, y + h)
+            if x1 <= x0 or y1 <= y0:
+                raise ValueError(f"window {self.id:#x} ({self.title!r}) is not on the screen")
+            return _screen.grab(conn, (x0, y0, x1 - x0, y1 - y0))
+
+
+def listed(conn: Display, handle: XHandle) -> list[Window]:
+    """The top-level windows now on the desktop of ``conn``."""
+    return [Window(_handle=handle, **info) for info in list_windows(conn)]
+
+
+def wait_for(
+    windows: Callable[[], list[Window]],
+    title: Pattern | None,
+    wm_class: Pattern | None,
+    pid: int | None,
+    timeout: object,
+) -> Window:
+    """The first window of ``windows()`` that matches, polled until ``timeout`` s."""
+    check_filters(title, wm_class, pid)
+    timeout = check_seconds("timeout", timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = windows()
+        for window in found:
+            if matches(window, title, wm_class, pid):
+                return window
+        if time.monotonic() > deadline:
+            wanted = ", ".join(f"{k}={v!r}" for k, v in (("title", title), ("wm_class", wm_class), ("pid", pid)) if v)
+            have = "; ".join(f"{w.title!r} ({w.wm_class}, pid {w.pid})" for w in found) or "none"
+            raise TimeoutError(f"no window with {wanted} within {timeout:g} s; the windows are: {have}")
+        time.sleep(0.05)
 
 
 def _check_ints(**values: object) -> None:
@@ -219,7 +269,7 @@ def list_windows(conn: Display) -> list[dict]:
     return found
 
 
-def matches(info: dict, title: Pattern | None, wm_class: Pattern | None, pid: int | None) -> bool:
+def matches(window: Window, title: Pattern | None, wm_class: Pattern | None, pid: int | None) -> bool:
     def match(pattern: Pattern | None, *values: str) -> bool:
         if pattern is None:
             return True
@@ -228,9 +278,9 @@ def matches(info: dict, title: Pattern | None, wm_class: Pattern | None, pid: in
         return any(pattern.lower() in v.lower() for v in values)
 
     return (
-        match(title, info["title"])
-        and match(wm_class, info["wm_class"], info["wm_instance"])
-        and (pid is None or info["pid"] == pid)
+        match(title, window.title)
+        and match(wm_class, window.wm_class, window.wm_instance)
+        and (pid is None or window.pid == pid)
     )
 
 

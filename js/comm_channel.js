@@ -72,9 +72,11 @@ export class CommChannel {
 		this._unacked_messages = 0;
 		/** @type {ReturnType<typeof setTimeout> | undefined} */
 		this._ack_timer = undefined;
+		/** Ends with the channel: what it listens to is released then. */
+		this._life = new AbortController();
 		this._on_custom = this._on_custom.bind(this);
 		model.on("msg:custom", this._on_custom);
-		signal.addEventListener("abort", () => this.close(), { once: true });
+		signal.addEventListener("abort", () => this.close(), { once: true, signal: this._life.signal });
 		// Sent once this constructor's caller (noVNC) has attached its handlers.
 		queueMicrotask(() => {
 			if (this.readyState === CONNECTING) this._post("rfb-open");
@@ -116,6 +118,7 @@ export class CommChannel {
 		this.readyState = CLOSED;
 		clearTimeout(this._ack_timer);
 		this._model.off("msg:custom", this._on_custom);
+		this._life.abort();
 		// Like a WebSocket, the close event comes later, never inside close().
 		setTimeout(() => this.onclose?.({ code, reason, wasClean: clean }), 0);
 	}

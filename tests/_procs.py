@@ -4,6 +4,25 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "the condition") -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail naming ``what`` at the deadline.
+
+    Never a fixed sleep before counting: the count is taken once it is what it must be (or the test fails).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
 
 
 def ppid_table() -> dict[int, int]:
@@ -52,6 +71,52 @@ def wait_gone(pids: set[int], timeout: float = 5.0) -> set[int]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
+
+
+def comms(pids: set[int]) -> set[str]:
+    """The command names of ``pids`` (those still there)."""
+    return {comm(p) for p in pids} - {"?"}
+
+
+#: What an XFCE session runs once it is up: the session and window managers, the settings
+#: daemons, the desktop, the panel (and its plugins, ``panel-<n>-<name>``).
+XFCE_PROCESSES = frozenset({"xfce4-session", "xfwm4", "xfconfd", "xfsettingsd", "xfdesktop", "xfce4-panel"})
+
+
+def wait_running(root: int, names: set[str] | frozenset[str] = frozenset(), timeout: float = 30.0) -> set[int]:
+    """``root``'s process tree once it runs all of ``names``; with ``XFCE_PROCESSES`` in them, a panel plugin too."""
+
+    def ready() -> set[int] | None:
+        pids = tree(root)
+        running = comms(pids)
+        plugins = not names >= XFCE_PROCESSES or any(n.startswith("panel-") for n in running)
+        return pids if names <= running and plugins else None
+
+    return wait_for(ready, timeout, f"{sorted(names)} under pid {root}")
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` now (inode, mtime), or None."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def x_files(display: str) -> dict[Path, tuple[int, int] | None]:
+    """The lock file and socket of X display ``display`` (":N"), each with which file is there now."""
+    n = display.lstrip(":")
+    return {p: file_identity(p) for p in (Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}"))}
+
+
+def x_files_held(before: dict[Path, tuple[int, int] | None]) -> list[str]:
+    """Those of ``before`` (from :func:`x_files`) that are still the very files that were there.
+
+    Once our X server is gone another one (another test's, another program's) may take the
+    display number and make files of the same names: those do not count.
+    """
+    return [str(p) for p, ident in before.items() if ident is not None and file_identity(p) == ident]
 
 
 def comm(pid: int) -> str:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import expect
 
-from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell, write_notebook
+from tests._cells import DEMO, PINK, pixels_cell, write_notebook
+from tests._notebook_page import NotebookPage, lab_setting, open_notebook, shutdown_kernels
 
 pytestmark = pytest.mark.browser
 
@@ -138,75 +136,28 @@ def write_test_notebook(path: Path, typed_path: Path) -> None:
 
 
 @dataclass
-class Lab:
-    page: object
-    artifacts: Path
+class Lab(NotebookPage):
+    """The module's notebook: the desktop's cell, the xterm in it and what was typed."""
+
     typed_path: Path
     timings: dict[str, float] = field(default_factory=dict)
     xterm: tuple[int, int, int, int] | None = None
-
-    # -- locators ----------------------------------------------------------
-    def cell(self, marker: str):
-        """The code cell whose source contains ``marker``."""
-        return self.page.locator(".jp-CodeCell").filter(has=self.page.locator(".cm-content", has_text=marker))
 
     @property
     def desktop_cell(self):
         return self.cell("from desktop_widget import Desktop")
 
     @property
-    def canvas(self):
-        return self.desktop_cell.locator(".jp-OutputArea-output .dw-screen canvas")
+    def screen(self):
+        """The desktop's canvas."""
+        return self.canvas("from desktop_widget import Desktop")
 
     @property
     def status(self):
         return self.desktop_cell.locator(".dw-status")
 
-    # -- actions -----------------------------------------------------------
-    def run(self, marker: str) -> None:
-        """Select the cell in command mode (click on its prompt) and run it with Shift+Enter."""
-        prompt = self.cell(marker).locator(".jp-InputArea-prompt")
-        prompt.click()
-        self.page.keyboard.press("Shift+Enter")
-        # "[*]:" while it runs, "[n]:" once done; "[ ]:" means it never started.
-        expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=10_000)
-
-    def output_of(self, marker: str, wanted: str, timeout: float = 30) -> str:
-        """Wait for the cell's output to contain ``wanted`` (fail at once on a traceback)."""
-        output = self.cell(marker).locator(".jp-OutputArea")
-        deadline = time.monotonic() + timeout
-        while True:
-            text = output.inner_text()
-            if wanted in text:
-                return text
-            if "Traceback" in text:
-                pytest.fail(f"cell {marker!r} failed:\n{text}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"cell {marker!r} printed no {wanted!r} in {timeout} s; output:\n{text}")
-            self.page.wait_for_timeout(100)
-
     def cell_count(self) -> int:
         return self.page.locator(".jp-Notebook .jp-Cell").count()
-
-    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
-        rgba = self.canvas.evaluate(
-            "(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)", [x, y]
-        )
-        return tuple(rgba[:3])
-
-    def wait_pixel(self, x: int, y: int, rgb: tuple[int, int, int], timeout: float = 15) -> None:
-        """Wait until the canvas shows ``rgb`` (within TOLERANCE) at framebuffer pixel (x, y)."""
-        try:
-            self.page.wait_for_function(
-                """([c, x, y, rgb, tol]) => {
-                    const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
-                    return rgb.every((v, i) => Math.abs(d[i] - v) <= tol);
-                }""",
-                arg=[self.canvas.element_handle(), x, y, list(rgb), TOLERANCE],
-                timeout=timeout * 1000,
-            )
-        except PlaywrightTimeout as exc:
-            pytest.fail(f"canvas pixel ({x}, {y}) never became {rgb}; it is {self.pixel(x, y)}: {exc}")
 
     def view_focused(self) -> bool:
         return self.desktop_cell.locator(".dw-root").evaluate("root => root.contains(document.activeElement)")
@@ -214,7 +165,7 @@ class Lab:
     def focus_view(self) -> None:
         """Click into the xterm inside the canvas: the view takes the keyboard, the xterm the X focus."""
         x, y, w, h = self.xterm
-        self.canvas.click(position={"x": x + w // 2, "y": y + h // 2})
+        self.screen.click(position={"x": x + w // 2, "y": y + h // 2})
         self.page.wait_for_function(
             "root => root.contains(document.activeElement) && root.classList.contains('dw-focused')",
             arg=self.desktop_cell.locator(".dw-root").element_handle(),
@@ -230,11 +181,13 @@ class Lab:
             timeout=10_000,
         )
 
-    def screenshot(self, name: str) -> None:
-        """A picture of the notebook with the desktop's cell at the top."""
+    def screenshot(self, name: str, element=None) -> Path:
+        """A picture of the whole notebook page with the desktop's cell at the top."""
         self.desktop_cell.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
         self.page.mouse.move(1, 1)  # no hover effects in the picture
-        self.page.screenshot(path=str(self.artifacts / f"browser-{name}.png"), full_page=True)
+        path = self.artifacts / f"browser-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
 
     def wait_typed(self, expected: str, timeout: float = 15, hint=lambda: "") -> None:
         """Wait for the xterm's ``cat`` to have written exactly ``expected``."""
@@ -248,25 +201,6 @@ class Lab:
             time.sleep(0.05)
 
 
-def _api(jupyter, path: str, method: str = "GET", body: object = None) -> object:
-    request = urllib.request.Request(
-        jupyter.api(path),
-        method=method,
-        headers={"Authorization": f"token {jupyter.token}", "Content-Type": "application/json"},
-        data=None if body is None else json.dumps(body).encode(),
-    )
-    with urllib.request.urlopen(request, timeout=15) as response:
-        data = response.read()
-    return json.loads(data) if data else None
-
-
-def _shutdown_kernels(jupyter, path: str) -> None:
-    """Shut the notebook's kernel down, which also stops any desktop it still owns."""
-    for session in _api(jupyter, "api/sessions"):
-        if session.get("path") == path:
-            _api(jupyter, f"api/sessions/{session['id']}", "DELETE")
-
-
 @pytest.fixture(scope="module")
 def lab(jupyter, browser, artifacts):
     """JupyterLab with the test notebook open; its kernel is shut down at the end."""
@@ -274,27 +208,11 @@ def lab(jupyter, browser, artifacts):
     typed_path.unlink(missing_ok=True)
     write_test_notebook(jupyter.root_dir / NOTEBOOK, typed_path)
     # No "get notified about official Jupyter news?" toast over the screenshots.
-    _api(
-        jupyter,
-        "lab/api/settings/@jupyterlab/apputils-extension:notification",
-        "PUT",
-        {"raw": json.dumps({"fetchNews": "false"})},
-    )
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
+    lab_setting(jupyter, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
     console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    page.goto(f"{jupyter.url}lab/tree/{NOTEBOOK}?token={jupyter.token}", timeout=60_000)
-    page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
-    # A cell run before the kernel is connected is silently dropped; the
-    # status bar says "No Kernel | Initializing", "... | Connecting", then
-    # "Python 3 (ipykernel) | Idle" (the toolbar's indicator says idle too early).
-    expect(page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')).to_have_text(
-        re.compile(r"ipykernel.*\| Idle"), timeout=60_000
-    )
-    lab = Lab(page, artifacts, typed_path)
+    context, nb = open_notebook(browser, jupyter, NOTEBOOK, artifacts, console)
+    lab = Lab(nb.page, artifacts, typed_path)
+    page = lab.page
     try:
         yield lab
     finally:
@@ -307,27 +225,20 @@ def lab(jupyter, browser, artifacts):
             (artifacts / "browser-outputs.txt").write_text("\n---\n".join(outputs))
         finally:
             context.close()
-            _shutdown_kernels(jupyter, NOTEBOOK)
+            shutdown_kernels(jupyter, NOTEBOOK)
 
 
 def test_demo_cell_connects(lab):
     start = time.monotonic()
     lab.run("from desktop_widget import Desktop")
-    lab.canvas.wait_for(state="attached", timeout=45_000)
+    lab.screen.wait_for(state="attached", timeout=45_000)
     lab.timings["run_to_canvas_s"] = round(time.monotonic() - start, 3)
     lab.desktop_cell.locator('.dw-status[data-kind="connected"]').wait_for(state="attached", timeout=45_000)
     lab.timings["run_to_connected_s"] = round(time.monotonic() - start, 3)
     # The primary view sizes the remote screen to itself (noVNC resizeSession).
-    lab.page.wait_for_function(
-        """c => {
-            const s = c.closest('.dw-screen');
-            return Math.abs(c.width - s.clientWidth) <= 2 && Math.abs(c.height - s.clientHeight) <= 2;
-        }""",
-        arg=lab.canvas.element_handle(),
-        timeout=15_000,
-    )
+    lab.wait_fits(lab.screen)
     lab.timings["run_to_resized_s"] = round(time.monotonic() - start, 3)
-    box = lab.canvas.bounding_box()
+    box = lab.screen.bounding_box()
     assert box["width"] > 600, box
     assert box["height"] > 400, box
     lab.screenshot("1-connected")
@@ -335,18 +246,7 @@ def test_demo_cell_connects(lab):
 
 def test_pixels_of_an_x_window_reach_the_canvas(lab):
     lab.run("dw-test: pixels")
-    text = lab.output_of("dw-test: pixels", "WINDOW")
-    numbers = [int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+) SCREEN (\d+) (\d+)", text).groups()]
-    x, y, w, h, screen_w, screen_h = numbers
-    size = lab.canvas.evaluate("c => [c.width, c.height]")
-    assert size == [screen_w, screen_h], "the canvas is not the size of the remote screen"
-    lab.wait_pixel(x + w // 2, y + h // 2, PINK)
-    for px, py in ((x + 2, y + 2), (x + w - 3, y + h - 3), (x + w // 2, y + h // 2)):
-        inside = lab.pixel(px, py)
-        assert near(inside, PINK), f"pixel ({px}, {py}) inside the window is {inside}, not {PINK}"
-    for px, py in ((x - 10, y + h // 2), (x + w + 10, y + h // 2), (x + w // 2, y - 10), (x + w // 2, y + h + 10)):
-        outside = lab.pixel(px, py)
-        assert not near(outside, PINK), f"pixel ({px}, {py}) outside the window is {outside} too"
+    lab.shows_window(lab.screen, lab.output_of("dw-test: pixels", "WINDOW"), PINK)
     lab.screenshot("2-pink-window")
 
 
@@ -356,7 +256,7 @@ def test_typing_reaches_an_x_app(lab):
     lab.xterm = tuple(int(n) for n in re.search(r"XTERM (\d+) (\d+) (\d+) (\d+)", text).groups())
     x, y, w, h = lab.xterm
     # xterm's background is white: wait until the canvas shows the window.
-    lab.wait_pixel(x + w - 20, y + h // 2, (255, 255, 255))
+    lab.wait_pixel(lab.screen, x + w - 20, y + h // 2, (255, 255, 255))
     lab.focus_view()
     cells = lab.cell_count()
     lab.page.keyboard.type(TYPED)
@@ -413,7 +313,7 @@ def test_wheel_over_an_unfocused_view_scrolls_the_notebook(lab):
         before = root.evaluate(SCROLLER)
         assert before is not None, "no scrolling container around the view"
         # Over the xterm: on the bare root window openbox would switch workspaces.
-        box = lab.canvas.bounding_box()
+        box = lab.screen.bounding_box()
         page.mouse.move(box["x"] + x + w // 2, box["y"] + y + h // 2)
         page.evaluate("() => { window.__dwWheel = null; }")
         page.mouse.wheel(0, 240)
@@ -438,7 +338,7 @@ def test_wheel_over_an_unfocused_view_scrolls_the_notebook(lab):
 
 def test_the_kernel_learns_the_view_size(lab):
     """So that the next Desktop() starts at the view's size instead of being resized (and redrawn)."""
-    size = lab.canvas.evaluate("c => [c.width, c.height]")
+    size = lab.screen.evaluate("c => [c.width, c.height]")
     lab.run("dw-test: view-size")
     text = lab.output_of("dw-test: view-size", "VIEW")
     assert f"VIEW {size} NEXT [{tuple(size)}]" in text, (size, text)
@@ -448,10 +348,10 @@ def test_resize_from_python_reaches_the_canvas(lab):
     lab.run("dw-test: resize")
     assert "RESIZED (1024, 768)" in lab.output_of("dw-test: resize", "RESIZED")
     lab.page.wait_for_function(
-        "c => c.width === 1024 && c.height === 768", arg=lab.canvas.element_handle(), timeout=10_000
+        "c => c.width === 1024 && c.height === 768", arg=lab.screen.element_handle(), timeout=10_000
     )
     # The view now scales the desktop to fit instead of resizing it back.
-    box = lab.canvas.bounding_box()
+    box = lab.screen.bounding_box()
     assert box["width"] <= lab.desktop_cell.locator(".dw-screen").bounding_box()["width"] + 1
     lab.screenshot("6-resized")
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests._cells import DEMO, PINK, TOLERANCE, near, pixels_cell, write_notebook
+from tests._cells import DEMO, PINK, pixels_cell, write_notebook
+from tests._notebook_page import NotebookPage, shows_window, wait_canvas_fits, wait_kernel_idle
 from tests._procs import alive, tree, wait_gone
 
 pytestmark = pytest.mark.browser
@@ -43,6 +43,7 @@ USER = "alice"
 NOTEBOOK = "dw-hub.ipynb"
 GREEN = (51, 204, 102)
 
+DESKTOP = "from desktop_widget import Desktop"
 PIXELS = pixels_cell("dw-hub: pixels")
 #: The launcher's desktop, scripted from the same kernel: a window of another colour on it.
 LAUNCHER = """\
@@ -189,73 +190,6 @@ def hub(tmp_path, artifacts):
         shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
-def _cell(page, marker: str):
-    """The code cell whose source contains ``marker``."""
-    return page.locator(".jp-CodeCell").filter(has=page.locator(".cm-content", has_text=marker))
-
-
-def _run(page, marker: str, wanted: str, timeout: float = 30) -> str:
-    """Run the cell (click on its prompt, Shift+Enter) and wait for ``wanted`` in its output."""
-    cell = _cell(page, marker)
-    prompt = cell.locator(".jp-InputArea-prompt")
-    prompt.click()
-    page.keyboard.press("Shift+Enter")
-    expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=10_000)  # "[ ]:" = never started
-    if not wanted:
-        return ""
-    output = cell.locator(".jp-OutputArea")
-    deadline = time.monotonic() + timeout
-    while True:
-        text = output.inner_text()
-        if wanted in text:
-            return text
-        if "Traceback" in text:
-            pytest.fail(f"cell {marker!r} failed:\n{text}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"cell {marker!r} printed no {wanted!r} in {timeout} s; output:\n{text}")
-        page.wait_for_timeout(100)
-
-
-def _sized_to_view(page, canvas) -> None:
-    """Wait until the (primary) view has sized the remote screen to itself."""
-    page.wait_for_function(
-        """c => { const s = c.closest('.dw-screen');
-                  return Math.abs(c.width - s.clientWidth) <= 2 && Math.abs(c.height - s.clientHeight) <= 2; }""",
-        arg=canvas.element_handle(),
-        timeout=20_000,
-    )
-
-
-def _pixel(canvas, x: int, y: int) -> tuple[int, int, int]:
-    rgba = canvas.evaluate("(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)", [x, y])
-    return tuple(rgba[:3])
-
-
-def _shows_window(page, canvas, output: str, colour: tuple[int, int, int]) -> None:
-    """The canvas shows the X window the cell printed (``... x y w h SCREEN W H``) in ``colour``, and only there."""
-    x, y, w, h, screen_w, screen_h = (
-        int(n) for n in re.search(r"(\d+) (\d+) (\d+) (\d+) SCREEN (\d+) (\d+)", output).groups()
-    )
-    assert canvas.evaluate("c => [c.width, c.height]") == [screen_w, screen_h], "canvas and X screen differ in size"
-    try:
-        page.wait_for_function(
-            """([c, x, y, rgb, tol]) => {
-                const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
-                return rgb.every((v, i) => Math.abs(d[i] - v) <= tol);
-            }""",
-            arg=[canvas.element_handle(), x + w // 2, y + h // 2, list(colour), TOLERANCE],
-            timeout=15_000,
-        )
-    except PlaywrightTimeout:
-        pytest.fail(
-            f"the window's centre never became {colour} on the canvas: {_pixel(canvas, x + w // 2, y + h // 2)}"
-        )
-    for px, py in ((x + 2, y + 2), (x + w - 3, y + h - 3)):
-        assert near(_pixel(canvas, px, py), colour), f"({px}, {py}) inside is {_pixel(canvas, px, py)}"
-    for px, py in ((x - 10, y + h // 2), (x + w + 10, y + h // 2), (x + w // 2, y - 10), (x + w // 2, y + h + 10)):
-        assert not near(_pixel(canvas, px, py), colour), f"({px}, {py}) outside is {colour} too"
-
-
 def test_desktop_in_a_notebook_and_the_launcher_page_under_jupyterhub(hub, browser, artifacts):
     write_notebook(hub.notebooks / NOTEBOOK, DEMO, PIXELS, LAUNCHER)
     user_url = f"{hub.url}user/{USER}/"
@@ -297,14 +231,13 @@ def test_desktop_in_a_notebook_and_the_launcher_page_under_jupyterhub(hub, brows
         # -- a desktop in a notebook cell --
         page.goto(f"{user_url}lab/tree/{NOTEBOOK}", timeout=60_000)
         # A cell run before the kernel is connected is silently dropped.
-        expect(page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')).to_have_text(
-            re.compile(r"ipykernel.*\| Idle"), timeout=60_000
-        )
+        wait_kernel_idle(page)
         mark("kernel_idle_s")
-        demo = _cell(page, "from desktop_widget import Desktop")
-        canvas = demo.locator(".jp-OutputArea-output .dw-screen canvas")
-        _run(page, "from desktop_widget import Desktop", "")
-        demo.locator('.dw-status[data-kind="connected"]').wait_for(state="attached", timeout=60_000)
+        nb = NotebookPage(page, artifacts)
+        demo = nb.cell(DESKTOP)
+        canvas = nb.canvas(DESKTOP)
+        nb.run(DESKTOP)
+        nb.wait_connected(nb.view(DESKTOP), timeout=60)
         mark("desktop_connected_s")
         assert page.url.startswith(f"{user_url}lab/"), page.url
         # The view's WebSocket went through the hub's proxy to this user's server.
@@ -312,9 +245,10 @@ def test_desktop_in_a_notebook_and_the_launcher_page_under_jupyterhub(hub, brows
         assert routes, sockets
         for url in routes:
             assert re.fullmatch(rf"ws://127\.0\.0\.1:\d+/user/{USER}/desktop-widget/[0-9a-f]{{12}}/", url), url
-        _sized_to_view(page, canvas)
+        nb.wait_fits(canvas, timeout=20)
         # Real pixels: an override-redirect X window of an unusual colour, mapped from the kernel.
-        _shows_window(page, canvas, _run(page, "dw-hub: pixels", "WINDOW"), PINK)
+        nb.run("dw-hub: pixels")
+        nb.shows_window(canvas, nb.output_of("dw-hub: pixels", "WINDOW"), PINK)
         mark("notebook_pixels_s")
         demo.locator(".dw-root").evaluate("root => root.scrollIntoView({block: 'start'})")
         page.mouse.move(1, 1)
@@ -329,12 +263,13 @@ def test_desktop_in_a_notebook_and_the_launcher_page_under_jupyterhub(hub, brows
         hub_link = launcher.locator(".dw-links a", has_text="Hub Control Panel")
         expect(hub_link).to_have_attribute("href", "/hub/home")
         launcher_canvas = launcher.locator(".dw-screen canvas")
-        _sized_to_view(launcher, launcher_canvas)
+        wait_canvas_fits(launcher_canvas, timeout=20)
         # The notebook's kernel attaches to the launcher's desktop and draws on it; the page shows it.
         page.bring_to_front()
-        output = _run(page, "dw-hub: launcher", "LAUNCHER")
+        nb.run("dw-hub: launcher")
+        output = nb.output_of("dw-hub: launcher", "LAUNCHER")
         launcher.bring_to_front()
-        _shows_window(launcher, launcher_canvas, output, GREEN)
+        shows_window(launcher_canvas, output, GREEN)
         mark("launcher_pixels_s")
         launcher.mouse.move(1, 1)
         launcher.screenshot(path=str(artifacts / "hub-2-launcher.png"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_widget import Desktop, _clicks, _x
+from desktop_widget import Desktop, _clicks, _record, _x
 from tests._cells import PINK, near
 from tests._procs import alive, tree, wait_gone
 from tests.test_control import Probe
@@ -89,12 +89,16 @@ def test_gif_has_several_frames_and_shows_as_an_image(d, tmp_path):
     assert bundle["image/gif"].startswith("R0lGOD")  # base64 of "GIF8"
 
 
-def test_mp4_shows_as_an_embedded_video(d, tmp_path):
+def test_mp4_shows_as_an_embedded_video(d, tmp_path, monkeypatch):
     with d.record(tmp_path / "v.mp4") as rec:
         busy(d, 0.5)
     html = rec._repr_mimebundle_()["text/html"]
     assert html.startswith('<video src="data:video/mp4;base64,')
     assert "controls" in html
+    # Too big to embed in the notebook: linked by its path from the kernel's folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_record, "EMBED_LIMIT", 1000)
+    assert rec._repr_mimebundle_()["text/html"].startswith('<video src="v.mp4"')
 
 
 def test_show_clicks_rings_each_click_and_lets_it_through(d, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from desktop_widget import Desktop, DesktopError, DesktopStopped, _registry, list_desktops
-from tests._procs import alive, inet_listeners, tree, wait_gone
+from tests._procs import XFCE_PROCESSES, alive, inet_listeners, tree, wait_gone, wait_running, x_files, x_files_held
 
 
 def rfb_banner(path: str) -> bytes:
@@ -30,24 +30,9 @@ def supervisor_pid(d: Desktop) -> int:
     return _registry.read(d.id).supervisor_pid
 
 
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """Which file is at ``path`` now: another test's X server may take the display number once ours is gone."""
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-def x_files(display: str) -> dict[Path, tuple[int, int] | None]:
-    n = display.lstrip(":")
-    return {p: file_identity(p) for p in (Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}"))}
-
-
 def leftovers(d: Desktop, directory: Path, x_before: dict[Path, tuple[int, int] | None]) -> list[str]:
     """Our files still there (an X file counts only if it is still the very file our X server made)."""
-    left = [str(p) for p in (_registry.entry_path(d.id), directory) if p.exists()]
-    return left + [str(p) for p, ident in x_before.items() if ident is not None and file_identity(p) == ident]
+    return [str(p) for p in (_registry.entry_path(d.id), directory) if p.exists()] + x_files_held(x_before)
 
 
 @pytest.mark.parametrize("session", ["wm", "xfce"])
@@ -60,10 +45,8 @@ def test_start_answers_rfb_no_listeners_stop_leaves_nothing(session):
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     assert oct((directory / "rfb.sock").stat().st_mode & 0o777) == "0o600"
     assert [i.id for i in list_desktops()] == [d.id]
-    if session == "xfce":
-        time.sleep(1.5)  # let XFCE's daemons (dbus, xfconfd, panel) come up: they must be checked too
-    pids = tree(supervisor_pid(d))
-    assert len(pids) >= 3, pids  # supervisor, Xvnc, session at least
+    # XFCE's daemons (dbus, xfconfd, the panel) must be up: they are checked too.
+    pids = wait_running(supervisor_pid(d), {"Xvnc", *(XFCE_PROCESSES if session == "xfce" else {"openbox"})})
     assert inet_listeners(pids) == []
     d.stop()
     assert wait_gone(pids, 5) == set()
@@ -87,7 +70,8 @@ _OWNER = textwrap.dedent(
     """
     import json, os, signal, sys, time
     from desktop_widget import Desktop, _registry
-    signal.signal(signal.SIGINT, lambda *_: None)  # like a kernel: an interrupt does not end it
+    # Like a kernel, an interrupt does not end it; it says when it got one.
+    signal.signal(signal.SIGINT, lambda *_: print("SIGINT", flush=True))
     d = Desktop(session={session!r})
     app = d.launch(["sleep", "600"])  # launched from the main thread, as a cell does
     print(json.dumps({{"id": d.id, "display": d.display, "supervisor": _registry.read(d.id).supervisor_pid,
@@ -112,15 +96,13 @@ def run_owner(session: str, linger: bool) -> tuple[subprocess.Popen, dict]:
 @pytest.mark.parametrize("session", ["wm", "xfce"])
 def test_sigkill_of_owner_stops_desktop(session):
     owner, info = run_owner(session, linger=True)
-    if session == "xfce":
-        time.sleep(1.5)
-    pids = tree(info["supervisor"]) | {info["app"]}
-    assert len(pids) >= 4
+    pids = wait_running(info["supervisor"], {"Xvnc", *(XFCE_PROCESSES if session == "xfce" else {"openbox"})})
+    pids |= {info["app"]}
+    x_before = x_files(info["display"])
     os.kill(owner.pid, signal.SIGKILL)
     owner.wait()
     assert wait_gone(pids, 5) == set()  # launched programs too, not only the X server's tree
-    n = info["display"].lstrip(":")
-    assert not Path(f"/tmp/.X{n}-lock").exists()
+    assert x_files_held(x_before) == []
     assert not Path(info["dir"]).exists()
     assert _registry.read(info["id"]) is None
 
@@ -139,14 +121,23 @@ def test_kernel_interrupt_does_not_reach_desktop():
     try:
         pids = tree(info["supervisor"]) | {info["app"]}
         os.killpg(owner.pid, signal.SIGINT)
-        time.sleep(0.5)
+        assert owner.stdout.readline() == "SIGINT\n"  # delivered to the group (a kill pends on all at once)
         assert owner.poll() is None
+        in_group = {p for p in pids if _pgid(p) == owner.pid}
+        assert in_group == set(), "the desktop is in the kernel's process group: an interrupt reaches it"
         assert {p for p in pids if alive(p)} == pids, "the interrupt reached the desktop"
         assert rfb_banner(str(Path(info["dir"]) / "rfb.sock")).startswith(b"RFB 003.")
     finally:
         owner.kill()
         owner.wait()
     assert wait_gone(pids, 5) == set()
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def test_interrupt_signal_spares_desktop():

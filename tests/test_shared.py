@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from desktop_widget import Desktop, DesktopError, _registry, list_desktops
-from tests._procs import tree, wait_gone
+from tests._procs import tree, wait_for, wait_gone
 
 
 def test_name_is_get_or_create():
@@ -80,20 +81,51 @@ def test_persistent_desktop_stops_on_request():
     assert d.status == "stopped"
 
 
+def _activity(d: Desktop) -> Path:
+    """The file whose mtime says when a desktop was last used (the supervisor's idle clock).
+
+    The supervisor makes it as its watch begins, just after it has said the desktop is ready.
+    """
+    path = _registry.root() / d.id / "activity"
+    wait_for(path.exists, 10, str(path))
+    return path
+
+
+def test_scripting_counts_as_use():
+    with Desktop(session="none", geometry=(320, 240), idle_timeout=3600) as d:
+        long_ago = time.time() - 600
+        os.utime(_activity(d), (long_ago, long_ago))
+        # The kernel marks use at most once a second: script until it has.
+        wait_for(lambda: (d.move(5, 5), _activity(d).stat().st_mtime > long_ago + 300)[1], 10, "a scripting touch")
+
+
 def test_idle_timeout_stops_an_unused_desktop():
-    d = Desktop(session="none", geometry=(320, 240), idle_timeout=1.5)
+    """The supervisor reads the activity file: in use (a future mtime) it runs on, unused it stops.
+
+    The test sets the file's time itself, so no touch of ours races the supervisor's clock.
+    """
+    d = Desktop(session="none", geometry=(320, 240), idle_timeout=2)
     pids = tree(_registry.read(d.id).supervisor_pid)
-    # Scripting keeps it alive...
-    end = time.monotonic() + 3
-    while time.monotonic() < end:
-        d.move(5, 5)
-        time.sleep(0.3)
+    in_use = time.time() + 3600
+    os.utime(_activity(d), (in_use, in_use))
+    # Several of the supervisor's checks (every idle_timeout / 4) past the timeout: still running.
+    time.sleep(3)
     assert d.status == "running"
-    # ...doing nothing does not.
-    deadline = time.monotonic() + 6
-    while d.status == "running" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    unused = time.time() - 3600
+    os.utime(_activity(d), (unused, unused))
+    wait_for(lambda: d.status != "running", 10, "the idle timeout")
     assert d.status == "stopped"
     assert d.view.status == "stopped"
     assert d.view.status_detail == "idle"
     assert wait_gone(pids, 5) == set()
+
+
+def test_views_of_an_attached_desktop_learn_that_it_stopped():
+    # A mirror (Desktop.attach) of a desktop that its owner stops: its views must say
+    # "stopped" and show the last frame, not retry a desktop that is gone forever.
+    owner = Desktop(session="none", geometry=(320, 240))
+    mirror = Desktop.attach(owner.id, view_only=True)
+    assert mirror.view.status == "running"
+    owner.stop()
+    wait_for(lambda: mirror.view.status == "stopped", timeout=10, what="the attached view's status")
+    assert mirror.status == "stopped"
