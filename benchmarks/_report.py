@@ -317,6 +317,7 @@ def markdown(r: dict) -> str:
         "",
     ]
     out += _analysis(r)
+    out += _before_after_section(r.get("before_after"))
     out += _first_cell_section(r.get("first_cell"))
     out += _cold_section(r.get("cold"))
     out += _latency_section(r.get("latency"))
@@ -342,6 +343,31 @@ STAGES = [
     ("first_frame_s", "first desktop frame on the canvas"),
     ("panel_s", "XFCE panel drawn on the canvas"),
 ]
+
+
+def _before_after_section(ba: dict | None) -> list[str]:
+    """Numbers from before a change next to this run's, with upstream's from each run (the machine's load differs)."""
+    if not ba:
+        return []
+    rows = [
+        [
+            x["metric"],
+            x["before"],
+            x["after"],
+            x.get("upstream_before", ""),
+            x.get("upstream_after", ""),
+            x.get("note", ""),
+        ]
+        for x in ba["rows"]
+    ]
+    return [
+        "## Before and after",
+        "",
+        ba["intro"],
+        "",
+        table(["metric", "before", "after", "upstream, before run", "upstream, this run", "note"], rows),
+        "",
+    ]
 
 
 FIRST_CELL_STAGES = [
@@ -378,7 +404,8 @@ def _first_cell_section(fc: dict | None) -> list[str]:
         "",
         "What a person sees: the kernel is restarted before every trial, then Shift+Enter on",
         "`from desktop_widget import Desktop; d = Desktop(); d` (default options: XFCE at the view's size; the import",
-        "is on the clock). Upstream's trials run in turn with ours and count from opening its `/desktop/` page.",
+        "is on the clock). Upstream's trials run in turn with ours and count from opening its `/desktop/` page."
+        + (f" This section was {fc['note']}." if fc.get("note") else ""),
         "",
         table(header, rows),
         "",
@@ -779,7 +806,7 @@ def _frame_rate_section(rows_in: list[dict] | None) -> list[str]:
                 _n(dropped, 0),
                 _n(_get(t, "ws_mbit_per_s"), 1),
                 _n(_get(t, "cpu_pct", "desktop"), 0),
-                _n(_get(t, "cpu_pct", "server"), 0),
+                _n(_get(t, "cpu_pct", "jupyter_server"), 0),
                 _n(_get(t, "cpu_pct", "chromium"), 0),
             ]
         rows.append(row)
@@ -1202,7 +1229,13 @@ def _analysis(r: dict) -> list[str]:
             f"idle CPU {x['idle']['desktop']['cpu_pct']:.2f} %, noise {x['noise']['cpu_pct']['desktop']:.0f} % desktop CPU"
             for f, x in sorted(rows.items())
         )
-        return f"**Frame rate above 240.** {parts}."
+        best = min(med(x["latency"]["browser_ms"]) for x in rows.values())
+        enough = min(f for f, x in rows.items() if med(x["latency"]["browser_ms"]) <= best * 1.1)
+        return (
+            f"**Frame rate above 240.** {parts}. The lowest rate within 10 % of the best latency is {enough} Hz; "
+            "the costs under load do not grow with the rate (the painter's 60 fps, not the clock, sets the work), "
+            f"and idle stays 0: hence `DEFAULT_FRAME_RATE = {enough}` (the 'Defaults' bullet compares 60 and 240 only)."
+        )
 
     for fn in (first_cell, cold, latency, throughput, resources, defaults, frame_rates):
         note(fn)
