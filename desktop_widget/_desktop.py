@@ -13,10 +13,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _keynames, _lazy, _lifecycle, _options, _registry
+from ._attached import AttachedSession
 from ._errors import DesktopStopped
 from ._options import DEFAULT_FRAME_RATE, ViewOptions
 from ._resources import Resources, shutdown
-from ._session import AttachedSession, Session
+from ._session import Session
 
 if TYPE_CHECKING:
     from ._widget import DesktopView

@@ -21,9 +21,10 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from . import _auth, _options, _registry
+from ._attached import AttachedSession
 from ._errors import DesktopError, DesktopStopped
 from ._page import page_html
-from ._session import AttachedSession, Session
+from ._session import Session
 
 NAME = "launcher"
 _STATIC = Path(__file__).with_name("static")

@@ -11,9 +11,10 @@ import contextlib
 from typing import Any
 
 from . import _lazy, _options, _registry, _spare
+from ._attached import AttachedSession
 from ._errors import DesktopError
 from ._options import DEFAULT_FRAME_RATE, ViewOptions
-from ._session import AttachedSession, Session, recorded_options
+from ._session import Session, recorded_options
 
 _apps = _lazy.module("._apps", __package__)
 _pointer = _lazy.module("._pointer", __package__)

@@ -20,7 +20,8 @@ from ._errors import DesktopStopped
 from ._session import touch
 
 if TYPE_CHECKING:
-    from ._session import AttachedSession, Session
+    from ._attached import AttachedSession
+    from ._session import Session
 
 _apps = _lazy.module("._apps", __package__)
 _pointer = _lazy.module("._pointer", __package__)
