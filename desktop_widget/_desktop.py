@@ -12,11 +12,11 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _keynames, _lazy, _options, _registry, _spare
-from ._errors import DesktopError, DesktopStopped
+from . import _keynames, _lazy, _lifecycle, _options, _registry
+from ._errors import DesktopStopped
 from ._options import DEFAULT_FRAME_RATE, ViewOptions
 from ._resources import Resources, shutdown
-from ._session import AttachedSession, Session, recorded_options
+from ._session import AttachedSession, Session
 
 if TYPE_CHECKING:
     from ._widget import DesktopView
@@ -36,10 +36,6 @@ _windows = _lazy.module("._windows", __package__)
 _x = _lazy.module("._x", __package__)
 
 log = logging.getLogger(__name__)
-
-#: The size of the last primary view in this process: a new desktop starts at
-#: it, so that the view does not have to resize it (and XFCE draw twice).
-_last_view_size: list[tuple[int, int]] = []
 
 
 class _ViewTrait:
@@ -97,15 +93,10 @@ class Desktop:
         idle_timeout: float | None = None,
         opengl: bool = True,
     ) -> None:
-        if scale is None:
-            # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
-            scale = geometry is not None
-        asked_geometry = geometry
-        if geometry is None:
-            geometry = _last_view_size[-1] if _last_view_size else _options.Options.geometry
-        options = _options.check_options(
+        found, view, owned = _lifecycle.open_desktop(
             geometry=geometry,
             session=session,
+            view=ViewOptions(view_only, scale, height, quality, compression, transport),  # type: ignore[arg-type]  # scale None: by geometry
             frame_rate=frame_rate,
             cwd=cwd,
             env=env,
@@ -115,54 +106,7 @@ class Desktop:
             idle_timeout=idle_timeout,
             opengl=opengl,
         )
-        # Checked before anything starts so that bad view arguments fail early.
-        view_args = _options.check_view(view_only, scale, height, quality, compression, transport)
-        asked = {
-            "session_command": session != "auto",
-            "opengl": not opengl,
-            "geometry": asked_geometry is not None,
-            "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
-            "cwd": cwd is not None,
-            "env_sha256": bool(env),
-            "persistent": persistent,
-            "idle_timeout": idle_timeout is not None,
-        }
-        if not options.name:
-            # The defaults: a spare the server keeps ready, if there is one (see _spare).
-            claimed = None if any(asked.values()) else _spare.claim(options)
-            if claimed is not None:
-                self._adopt(claimed, _widget.DesktopView(**view_args), owned=True)
-                return
-            self._start(options, view_args)
-            return
-        view = _widget.DesktopView(**view_args)
-        # Get-or-create, as one step for every process of this user (two kernels
-        # asking at once get one desktop).
-        with _registry.name_lock(options.name):
-            existing = _registry.verified(options.name)
-            if existing is None or existing.name != options.name:
-                self._start(options, view_args)
-                return
-            # The desktop of that name is already running somewhere.
-            wanted = recorded_options(
-                options, _options.session_command(options.session) if asked["session_command"] else []
-            )
-            _check_same_options(existing, wanted, [k for k, v in asked.items() if v])
-            attached = AttachedSession(existing)
-        view.scale = True
-        self._adopt(attached, view, owned=False)
-
-    def _start(self, options: _options.Options, view_args: dict[str, Any]) -> None:
-        session = Session(options)
-        views: list[DesktopView] = []
-
-        def while_xvnc_starts() -> None:
-            # The first Desktop() of a kernel imports its view and X stack here, in parallel with Xvnc.
-            _lazy.load(_widget, _x, _snapshot, _screen, _pointer, _windows, _apps, _record, _rfb)
-            views.append(_widget.DesktopView(**view_args))
-
-        session.start(while_starting=while_xvnc_starts)
-        self._adopt(session, views[0], owned=True)
+        self._adopt(found, view, owned)
 
     @classmethod
     def attach(
@@ -180,13 +124,10 @@ class Desktop:
         only if :meth:`stop` is called. Views of an attached desktop scale by
         default, so that they do not resize the owner's screen.
         """
-        info = _registry.verified(id_or_name)
-        if info is None:
-            running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
-            raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
+        attached = _lifecycle.attach(id_or_name)
         view = _widget.DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
         desktop = cls.__new__(cls)
-        desktop._adopt(AttachedSession(info), view, owned=False)
+        desktop._adopt(attached, view, owned=False)
         return desktop
 
     def _adopt(self, session: Session | AttachedSession, view: DesktopView, owned: bool) -> None:
@@ -199,7 +140,7 @@ class Desktop:
             view._ws_path = _registry.ws_path(session.id)
             view._set_status(session.state)
         session.on_state(view._set_status)
-        view.observe(_remember_view_size, "_view_size")
+        view.observe(_lifecycle.remember_view_size, "_view_size")
         self._resources.frames = _snapshot.LastFrame(view, session.display, session.xauthority)
         if owned and not session.options.persistent:
             self._finalizer = weakref.finalize(self, shutdown, session, self._resources)
@@ -679,36 +620,3 @@ class Desktop:
             return f"<Desktop {self.id} {self.status}>"
         width, height = self.size
         return f"<Desktop {self.id} display={self.display} {width}x{height} {self.status}>"
-
-
-def _check_same_options(info: _registry.DesktopInfo, wanted: dict, asked: list[str]) -> None:
-    """Refuse options that the running desktop of that name was not started with.
-
-    Raised, not warned: code that asks for ``session="xfce"`` and silently
-    gets another kind of desktop fails later and far from the cause. Options
-    left at their defaults accept whatever the running desktop has.
-    """
-    have = info.options
-    differ = [k for k in asked if k in have and have[k] != wanted[k]]
-    if not differ:
-        return
-    # Shown as the caller wrote them: the session by name, the environment not at all.
-    shown = {"session_command": "session", "env_sha256": "env"}
-    details = ", ".join(
-        "env"
-        if k == "env_sha256"
-        else f"{shown.get(k, k)}={have[shown.get(k, k)]!r} (asked: {wanted[shown.get(k, k)]!r})"
-        for k in differ
-    )
-    raise DesktopError(
-        f"desktop {info.name!r} is already running with other options: {details}; "
-        f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
-        "or stop it first to start it again with yours"
-    )
-
-
-def _remember_view_size(change: dict) -> None:
-    size = change["new"]
-    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        with contextlib.suppress(ValueError, TypeError):
-            _last_view_size[:] = [_options.check_geometry(tuple(size))]
