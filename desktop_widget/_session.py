@@ -33,7 +33,7 @@ from ._errors import DesktopError, DesktopStopped
 
 log = logging.getLogger(__name__)
 
-_SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
+_SUPERVISOR = str(Path(__file__).parent / "supervisor" / "_supervisor.py")
 
 #: States a session goes through; ``session-exited`` means the X server still
 #: runs but the session (XFCE, the window manager) has ended, e.g. by logout.
