@@ -10,20 +10,22 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from . import _lazy, _options, _registry, _spare
-from ._errors import DesktopError
-from ._options import DEFAULT_FRAME_RATE, ViewOptions
-from ._session import AttachedSession, Session, recorded_options
+from .. import _options, _registry, _spare
+from .._attached import AttachedSession
+from .._errors import DesktopError
+from .._options import DEFAULT_FRAME_RATE, ViewOptions
+from .._session import Session, recorded_options
+from . import _lazy
 
-_apps = _lazy.module("._apps", __package__)
-_pointer = _lazy.module("._pointer", __package__)
+_apps = _lazy.module(".._apps", __package__)
+_pointer = _lazy.module("..control._pointer", __package__)
 _record = _lazy.module("._record", __package__)
-_rfb = _lazy.module("._rfb", __package__)
-_screen = _lazy.module("._screen", __package__)
+_rfb = _lazy.module("..control._rfb", __package__)
+_screen = _lazy.module("..control._screen", __package__)
 _snapshot = _lazy.module("._snapshot", __package__)
 _widget = _lazy.module("._widget", __package__)
-_windows = _lazy.module("._windows", __package__)
-_x = _lazy.module("._x", __package__)
+_windows = _lazy.module("..control._windows", __package__)
+_x = _lazy.module("..control._x", __package__)
 
 #: The size of the last primary view in this process: a new desktop starts at
 #: it, so that the view does not have to resize it (and XFCE draw twice).

@@ -15,18 +15,19 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .._errors import DesktopStopped
+from .._session import touch
 from . import _lazy
-from ._errors import DesktopStopped
-from ._session import touch
 
 if TYPE_CHECKING:
-    from ._session import AttachedSession, Session
+    from .._attached import AttachedSession
+    from .._session import Session
 
-_apps = _lazy.module("._apps", __package__)
-_pointer = _lazy.module("._pointer", __package__)
+_apps = _lazy.module(".._apps", __package__)
+_pointer = _lazy.module("..control._pointer", __package__)
 _record = _lazy.module("._record", __package__)
 _snapshot = _lazy.module("._snapshot", __package__)
-_x = _lazy.module("._x", __package__)
+_x = _lazy.module("..control._x", __package__)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Resources:
     def keyboard_on(self, conn: Any) -> Any:
         """The desktop's ``Keyboard`` on ``conn`` (made at the first key call)."""
         if self.keyboard is None:
-            from ._keyboard import Keyboard
+            from ..control._keyboard import Keyboard
 
             # A second connection for RECORD: a partial over the session, not over anything holding the Desktop.
             second = functools.partial(_x.connect, self.session.display, self.session.xauthority)
@@ -128,7 +129,7 @@ class Resources:
     def clipboard_owner(self) -> Any:
         """The desktop's ``Clipboard`` (its own X connection, which owns the selection)."""
         if self.clipboard is None:
-            from ._clipboard import Clipboard
+            from ..control._clipboard import Clipboard
 
             self.clipboard = Clipboard(self.connect())
         return self.clipboard

@@ -12,28 +12,31 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _keynames, _lazy, _lifecycle, _options, _registry
-from ._errors import DesktopStopped
-from ._options import DEFAULT_FRAME_RATE, ViewOptions
+from .. import _options, _registry
+from .._attached import AttachedSession
+from .._errors import DesktopStopped
+from .._options import DEFAULT_FRAME_RATE, ViewOptions
+from .._session import Session
+from ..control import _keynames
+from . import _lazy, _lifecycle
 from ._resources import Resources, shutdown
-from ._session import AttachedSession, Session
 
 if TYPE_CHECKING:
+    from ..control._windows import Window
     from ._widget import DesktopView
-    from ._windows import Window
 
 # The heavy ones (anywidget, python-xlib, Pillow) load while the first Xvnc starts: see _lazy.
-_apps = _lazy.module("._apps", __package__)
+_apps = _lazy.module(".._apps", __package__)
 _bundle = _lazy.module("._bundle", __package__)
-_pointer = _lazy.module("._pointer", __package__)
+_pointer = _lazy.module("..control._pointer", __package__)
 _record = _lazy.module("._record", __package__)
-_rfb = _lazy.module("._rfb", __package__)
-_screen = _lazy.module("._screen", __package__)
+_rfb = _lazy.module("..control._rfb", __package__)
+_screen = _lazy.module("..control._screen", __package__)
 _snapshot = _lazy.module("._snapshot", __package__)
 _vision = _lazy.module("._vision", __package__)
 _widget = _lazy.module("._widget", __package__)
-_windows = _lazy.module("._windows", __package__)
-_x = _lazy.module("._x", __package__)
+_windows = _lazy.module("..control._windows", __package__)
+_x = _lazy.module("..control._x", __package__)
 
 log = logging.getLogger(__name__)
 
@@ -548,7 +551,7 @@ class Desktop:
         runs one action and returns the ``tool_result`` content blocks.
         Screenshots are scaled to fit in 1280x800 (aspect kept) and the
         agent's coordinates mapped back. No network and no model here: only
-        the adapter (see ``desktop_widget._computer``).
+        the adapter (see ``desktop_widget.kernel._computer``).
         """
         from ._computer import ComputerTool
 
