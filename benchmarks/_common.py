@@ -183,7 +183,7 @@ def align(page, probes: int = 15) -> tuple[float, float]:
 def x_connect(env: dict[str, str]):
     from Xlib import display
 
-    from desktop_widget import _x
+    from desktop_widget.control import _x
 
     if "XAUTHORITY" in env:
         return _x.connect(env["DISPLAY"], env["XAUTHORITY"])

@@ -561,7 +561,11 @@ def _vision_speed(h, n: int) -> dict:
     app = h.launch(["xterm", "-geometry", "80x24+300+200"])
     out: dict = {}
     try:
-        window = h.wait_for_window(pid=app.pid, timeout=15)
+        deadline = time.monotonic() + 15
+        while (window := h.wait_for_window(pid=app.pid, timeout=15)).geometry[2] < 50:  # mapped, not yet sized
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"xterm's window stays {window.geometry}")
+            time.sleep(0.05)
         h.wait_until_stable(duration=0.5, timeout=15)
         x, y, _, _ = window.geometry
         out["locate_screen"] = list(h.size)
@@ -601,32 +605,56 @@ def _vision_speed(h, n: int) -> dict:
     return out
 
 
+# Mixed scripts (~140 distinct characters; most need a temporary binding on a US keymap).
+MIXED_TEXT = (
+    "Grüße aus München! Ça va très bien. ¿Dónde está la señal? Příliš žluťoučký kůň úpěl ďábelské ódy. "
+    "Zażółć gęślą jaźń. Γειά σου κόσμε — Привет, мир! Съешь же ещё этих мягких французских булок. "  # noqa: RUF001
+    "日本語のテキスト、東京で会いましょう。中文也可以。 ✓ done → next ★ 3 × 4 ≠ 12 ± 0.5 € 20 £ 15 ¥ 300 “quoted” …"  # noqa: RUF001
+)
+
+
 def _type_speed(h) -> dict:
+    """``d.type()`` into xterm: ASCII, then mixed scripts; characters per second until they arrived."""
+    out = _type_into_xterm(h, "", _ASCII_TEXT)
+    out.update(_type_into_xterm(h, "mixed_", "".join(f"{MIXED_TEXT}\n" for _ in range(4))))
+    return out
+
+
+_ASCII_LINE = "The quick brown fox jumps over the lazy dog 0123456789 ,.;:!?()[]{}<>+-*/=_ @#$%^&~ abcdefghijkl"
+_ASCII_TEXT = "".join(f"{_ASCII_LINE}\n" for _ in range(20))
+
+
+def _type_into_xterm(h, prefix: str, text: str) -> dict:
     target = Path(tempfile.mkdtemp(prefix="dwb-type-")) / "typed.txt"
-    app = h.launch(["xterm", "-geometry", "100x20+10+10", "-e", "sh", "-c", f"stty -echo; exec cat > {target}"])
+    app = h.launch(
+        ["xterm", "-u8", "-geometry", "100x20+10+10", "-e", "sh", "-c", f"stty -echo; exec cat > {target}"],
+        env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
+    )
     try:
-        window = h.wait_for_window(wm_class="xterm", timeout=15)
+        deadline = time.monotonic() + 15
+        while (window := h.wait_for_window(pid=app.pid, timeout=15)).geometry[2] < 50:  # mapped, not yet sized
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"xterm's window stays {window.geometry}")
+            time.sleep(0.05)
         wx, wy, ww, wh = window.geometry
         x, y = wx + ww // 2, wy + wh // 2
         h.click(x, y)
         time.sleep(0.5)
-        line = "The quick brown fox jumps over the lazy dog 0123456789 ,.;:!?()[]{}<>+-*/=_ @#$%^&~ abcdefghijkl"
-        text = "".join(f"{line}\n" for _ in range(20))
         t0 = time.perf_counter()
         h.type(text)
         sent = time.perf_counter() - t0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if target.exists() and len(target.read_text()) >= len(text):
+            if target.exists() and len(target.read_text(encoding="utf-8")) >= len(text):
                 break
             time.sleep(0.005)
         arrived = time.perf_counter() - t0
-        got = target.read_text() if target.exists() else ""
+        got = target.read_text(encoding="utf-8") if target.exists() else ""
         return {
-            "type_chars": len(text),
-            "type_chars_per_s_sent": round(len(text) / sent),
-            "type_chars_per_s_arrived": round(len(text) / arrived) if got == text else None,
-            "type_correct": got == text,
+            f"{prefix}type_chars": len(text),
+            f"{prefix}type_chars_per_s_sent": round(len(text) / sent),
+            f"{prefix}type_chars_per_s_arrived": round(len(text) / arrived) if got == text else None,
+            f"{prefix}type_correct": got == text,
         }
     finally:
         with contextlib.suppress(Exception):

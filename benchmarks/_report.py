@@ -251,6 +251,8 @@ def summary_rows(r: dict) -> list[list[str]]:
     )
     v = api.get("type_chars_per_s_arrived")
     rows.append(["`d.type()` characters/s (into xterm)", _n(v), "", "", "≥ 500", verdict(v, 500, True)])
+    v = api.get("mixed_type_chars_per_s_arrived")
+    rows.append(["`d.type()` mixed scripts, characters/s (into xterm)", _n(v), "", "", "≥ 500", verdict(v, 500, True)])
     rows.append(
         [
             "`d.screenshot()` 1280×800 (ms)",
@@ -315,6 +317,7 @@ def markdown(r: dict) -> str:
         "",
     ]
     out += _analysis(r)
+    out += _before_after_section(r.get("before_after"))
     out += _first_cell_section(r.get("first_cell"))
     out += _cold_section(r.get("cold"))
     out += _latency_section(r.get("latency"))
@@ -340,6 +343,31 @@ STAGES = [
     ("first_frame_s", "first desktop frame on the canvas"),
     ("panel_s", "XFCE panel drawn on the canvas"),
 ]
+
+
+def _before_after_section(ba: dict | None) -> list[str]:
+    """Numbers from before a change next to this run's, with upstream's from each run (the machine's load differs)."""
+    if not ba:
+        return []
+    rows = [
+        [
+            x["metric"],
+            x["before"],
+            x["after"],
+            x.get("upstream_before", ""),
+            x.get("upstream_after", ""),
+            x.get("note", ""),
+        ]
+        for x in ba["rows"]
+    ]
+    return [
+        "## Before and after",
+        "",
+        ba["intro"],
+        "",
+        table(["metric", "before", "after", "upstream, before run", "upstream, this run", "note"], rows),
+        "",
+    ]
 
 
 FIRST_CELL_STAGES = [
@@ -376,7 +404,8 @@ def _first_cell_section(fc: dict | None) -> list[str]:
         "",
         "What a person sees: the kernel is restarted before every trial, then Shift+Enter on",
         "`from desktop_widget import Desktop; d = Desktop(); d` (default options: XFCE at the view's size; the import",
-        "is on the clock). Upstream's trials run in turn with ours and count from opening its `/desktop/` page.",
+        "is on the clock). Upstream's trials run in turn with ours and count from opening its `/desktop/` page."
+        + (f" This section was {fc['note']}." if fc.get("note") else ""),
         "",
         table(header, rows),
         "",
@@ -638,6 +667,12 @@ def _api_section(api: dict | None) -> list[str]:
             else api.get("type_error", "–"),
         ],
         [
+            "`d.type()` (4 lines of mixed scripts, ~140 distinct characters, into xterm)",
+            f"{_n(api.get('mixed_type_chars_per_s_sent'))} chars/s sent, {_n(api.get('mixed_type_chars_per_s_arrived'))} chars/s arrived, correct: {api.get('mixed_type_correct')}"
+            if "mixed_type_chars" in api
+            else api.get("type_error", "–"),
+        ],
+        [
             "`d.click(count=N)` per click, N = 1k / 10k / 30k (flat = linear)",
             " / ".join(f"{api.get(f'click_us_per_click_{n}', '–')} µs" for n in (1_000, 10_000, 30_000))
             if "click_us_per_click_1000" in api
@@ -771,7 +806,7 @@ def _frame_rate_section(rows_in: list[dict] | None) -> list[str]:
                 _n(dropped, 0),
                 _n(_get(t, "ws_mbit_per_s"), 1),
                 _n(_get(t, "cpu_pct", "desktop"), 0),
-                _n(_get(t, "cpu_pct", "server"), 0),
+                _n(_get(t, "cpu_pct", "jupyter_server"), 0),
                 _n(_get(t, "cpu_pct", "chromium"), 0),
             ]
         rows.append(row)
@@ -1194,7 +1229,13 @@ def _analysis(r: dict) -> list[str]:
             f"idle CPU {x['idle']['desktop']['cpu_pct']:.2f} %, noise {x['noise']['cpu_pct']['desktop']:.0f} % desktop CPU"
             for f, x in sorted(rows.items())
         )
-        return f"**Frame rate above 240.** {parts}."
+        best = min(med(x["latency"]["browser_ms"]) for x in rows.values())
+        enough = min(f for f, x in rows.items() if med(x["latency"]["browser_ms"]) <= best * 1.1)
+        return (
+            f"**Frame rate above 240.** {parts}. The lowest rate within 10 % of the best latency is {enough} Hz; "
+            "the costs under load do not grow with the rate (the painter's 60 fps, not the clock, sets the work), "
+            f"and idle stays 0: hence `DEFAULT_FRAME_RATE = {enough}` (the 'Defaults' bullet compares 60 and 240 only)."
+        )
 
     for fn in (first_cell, cold, latency, throughput, resources, defaults, frame_rates):
         note(fn)

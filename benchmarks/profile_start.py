@@ -72,7 +72,7 @@ def one_run(
     """One desktop from ``Session.start()`` until the panel is drawn (or ``watch_s``): event -> ms."""
     from Xlib import X
 
-    options = _options.check_options(geometry, session, _options.DEFAULT_FRAME_RATE, None, env, 20.0)
+    options = _options.check_options(geometry=geometry, session=session, env=env)
     s = _session.Session(options)
     t0 = time.time()
     s.start()

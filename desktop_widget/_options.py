@@ -26,10 +26,13 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CSS_LENGTH = re.compile(r"\d+(\.\d+)?(px|em|rem|vh|%)")
 #: How a view reaches the desktop: the server's route, the kernel's comm, or whichever works.
 VIEW_TRANSPORTS = ("auto", "server", "comm")
-#: Xvnc's update clock. An update waits about half a frame for it, so 240 Hz
-#: gives ~4 ms instead of ~10 ms at 60 Hz; the clock stops when the screen is
-#: still, so idle CPU is 0 at any rate (benchmarks/: the frame-rate table).
-DEFAULT_FRAME_RATE = 240
+#: Xvnc's update clock. An update waits about half a frame for it; the clock
+#: stops when the screen is still, so idle CPU is 0 at any rate. benchmarks/
+#: ("Frame rate above 240", same run, light WM): browser latency 5.3 ms at 240,
+#: 3.5 ms at 500, 3.8 ms at 1000 (floors 4.1 / 2.7 / 2.7 ms); under a 60 fps
+#: load the desktop, server and browser CPU and the bandwidth were the same at
+#: all three. Above 500 nothing more was gained.
+DEFAULT_FRAME_RATE = 500
 #: Xvnc's frame clock is a millisecond timer: above 1000 Hz it cannot tick faster.
 MAX_FRAME_RATE = 1000
 SESSION_KINDS = ("auto", "xfce", "wm", "none")
@@ -104,18 +107,19 @@ def check_seconds(name: str, value: object, *, zero: bool = True, most: float = 
 
 
 def check_options(
-    geometry: object,
-    session: object,
-    frame_rate: object,
-    cwd: object,
-    env: object,
-    timeout: object,
-    name: object = "",
-    persistent: object = False,
+    *,
+    geometry: object = Options.geometry,
+    session: object = Options.session,
+    frame_rate: object = Options.frame_rate,
+    cwd: object = None,
+    env: object = None,
+    timeout: object = Options.timeout,
+    name: object = Options.name,
+    persistent: object = Options.persistent,
     idle_timeout: object = None,
-    opengl: object = True,
+    opengl: object = Options.opengl,
 ) -> Options:
-    """Validate every argument of ``Desktop()`` before anything starts."""
+    """Validate every argument of ``Desktop()`` before anything starts; by name, defaults those of ``Options``."""
     size = check_geometry(geometry)
     if not isinstance(session, (str, os.PathLike)):
         raise TypeError(f"session must be one of {SESSION_KINDS} or a path to an xstartup script; got {session!r}")
@@ -152,7 +156,16 @@ def check_options(
     if not isinstance(opengl, bool):
         raise TypeError(f"opengl must be True (OpenGL programs work) or False (no GLX, less memory); got {opengl!r}")
     return Options(
-        size, session, frame_rate, 24, cwd, dict(env), float(timeout), name, persistent, float(idle_timeout), opengl
+        geometry=size,
+        session=session,
+        frame_rate=frame_rate,
+        cwd=cwd,
+        env=dict(env),
+        timeout=float(timeout),
+        name=name,
+        persistent=persistent,
+        idle_timeout=float(idle_timeout),
+        opengl=opengl,
     )
 
 
@@ -161,6 +174,22 @@ _OWN_ENV = {
     "DISPLAY": "the desktop's own display (d.display)",
     "XAUTHORITY": "the desktop's own cookie file (d.env['XAUTHORITY']); its X server accepts no other",
 }
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """A view's settings and their defaults: the one home for ``Desktop()``'s view arguments,
+    ``DesktopView``'s traits and the full page (``page.js`` gets quality and compression in its config)."""
+
+    view_only: bool = False
+    scale: bool = False
+    height: str = "600px"
+    #: noVNC's JPEG quality (0-9): lower draws busy, photo-like content faster on less bandwidth
+    #: (TigerVNC keeps text and flat areas lossless whatever it is).
+    quality: int = 6
+    #: noVNC's compression level (0-9): higher trades the server's CPU for bandwidth.
+    compression: int = 2
+    transport: str = "auto"
 
 
 def check_env(env: object, what: str) -> None:
@@ -173,7 +202,12 @@ def check_env(env: object, what: str) -> None:
 
 
 def check_view(
-    view_only: object, scale: object, height: object, quality: object, compression: object, transport: object = "auto"
+    view_only: object = ViewOptions.view_only,
+    scale: object = ViewOptions.scale,
+    height: object = ViewOptions.height,
+    quality: object = ViewOptions.quality,
+    compression: object = ViewOptions.compression,
+    transport: object = ViewOptions.transport,
 ) -> dict:
     """The view's arguments, checked as its traits will check them, but without importing anywidget."""
     for name, value in (("view_only", view_only), ("scale", scale)):

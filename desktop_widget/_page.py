@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
+
+from ._options import ViewOptions
+
+#: The built view (js/build.mjs): the widget's module and the full page's, with their stylesheets.
+STATIC = Path(__file__).with_name("static")
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -29,6 +35,7 @@ _PAGE = """<!doctype html>
 
 def page_html(config: dict, static: str, title: str = "Desktop") -> str:
     """The page that runs ``page.js`` with ``config``; ``static`` is the URL prefix of the built files."""
+    config = {**config, "view": {"quality": ViewOptions.quality, "compression": ViewOptions.compression}}
     return _PAGE.format(
         title=html.escape(title),
         # "</" inside the JSON would end the <script> element early.

@@ -31,10 +31,17 @@ from ._errors import DesktopError
 
 log = logging.getLogger(__name__)
 
+#: The name of our directories (registry, sockets) and of the server route.
+NAME = "desktop-widget"
 #: Desktop ids are 12 lower-case hex digits: nothing a path trick can hide in.
 ID_PATTERN = re.compile(r"[0-9a-f]{12}")
 #: Longest path a unix socket address can hold on Linux (108 bytes with the NUL).
 _SUN_PATH_MAX = 107
+
+
+def ws_path(desktop_id: str) -> str:
+    """A desktop's route below the Jupyter server's base URL: ``desktop-widget/<id>/`` (see ``_server``)."""
+    return f"{NAME}/{desktop_id}/"
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ def _check_parent(path: Path, what: str, fix: str) -> None:
 def root(runtime_dir: str | os.PathLike | None = None) -> Path:
     """The registry directory, created private (0700) if needed, and refused if it is not private."""
     parent = Path(runtime_dir or jupyter_runtime_dir())
-    path = parent / "desktop-widget"
+    path = parent / NAME
     parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _check_parent(
         parent, "the Jupyter runtime directory", "set JUPYTER_RUNTIME_DIR to a directory only you can write to"
@@ -121,9 +128,9 @@ def _short_root() -> Path:
     """
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isabs(base) and os.path.isdir(base):
-        path = Path(base) / "desktop-widget"
+        path = Path(base) / NAME
     else:
-        path = Path(tempfile.gettempdir()) / f"desktop-widget-{os.getuid()}"
+        path = Path(tempfile.gettempdir()) / f"{NAME}-{os.getuid()}"
     _check_parent(path.parent, "the directory for sockets", "set XDG_RUNTIME_DIR to a private directory of yours")
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)

@@ -4,8 +4,8 @@ The kernel starts ``_supervisor.py`` in a session of its own (so a kernel
 interrupt, sent to the kernel's whole process group, does not reach the
 desktop) and keeps the write end of its standard input: when this process
 dies the supervisor sees end-of-file and stops everything. The protocol
-spoken over those pipes is described in ``_supervisor``'s docstring; this
-module is its only other side (``Session``).
+spoken over those pipes is described in ``_owner``; this module is its only
+other side (``Session``). A desktop another process owns is an ``_attached.AttachedSession``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ._errors import DesktopError, DesktopStopped
 
 log = logging.getLogger(__name__)
 
-_SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
+_SUPERVISOR = str(Path(__file__).parent / "supervisor" / "_supervisor.py")
 
 #: States a session goes through; ``session-exited`` means the X server still
 #: runs but the session (XFCE, the window manager) has ended, e.g. by logout.
@@ -443,76 +443,3 @@ class _OwnerConnection:
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-
-
-class AttachedSession:
-    """A desktop that another process (another kernel, the server) owns.
-
-    It offers what ``Session`` offers to ``Desktop``; it learns the desktop's
-    state from the registry, and asks the owner's supervisor by signal to
-    restart the session or to stop. The entry must pass the registry's checks
-    (``_registry.verified``: the very supervisor that wrote it, our own socket,
-    display and cookie) when attaching and before every signal.
-    """
-
-    def __init__(self, info: _registry.DesktopInfo) -> None:
-        checked = _registry.verified(info.id)
-        if checked is None or checked.supervisor_start != info.supervisor_start:
-            raise DesktopStopped(f"desktop {info.id} is not running (or its registry entry is not to be trusted)")
-        self._info = checked
-        self.id = info.id
-        self.display = info.display
-        self.directory = _registry.root() / info.id
-        self.xauthority = str(self.directory / "Xauthority")
-        self.socket = info.socket
-        self.log_path = str(self.directory / "desktop.log")
-        self.env = {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
-        self.options = _options.Options(geometry=info.geometry, session=info.session)
-        self.has_wm = info.has_wm
-        self._tether: _apps.Tether | None = None
-        self._tether_lock = threading.Lock()
-
-    def _current(self) -> _registry.DesktopInfo | None:
-        """The entry, if it is still that of the desktop attached to (same supervisor) and passes the checks."""
-        info = _registry.verified(self.id)
-        return info if info is not None and info.supervisor_start == self._info.supervisor_start else None
-
-    @property
-    def state(self) -> str:
-        return "running" if self._current() is not None else "stopped"
-
-    def on_state(self, callback: Callable[[str, str], None]) -> None:
-        """No events reach a process that does not own the desktop; the views notice by themselves."""
-
-    def restart_session(self) -> None:
-        self._signal(signal.SIGUSR1)
-
-    def launch(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> _apps.App:
-        """No pipe to the owner's supervisor: the program is this process's child, tied to the supervisor (``_apps``)."""
-        with self._tether_lock:
-            if self._tether is None:
-                try:
-                    pidfd = os.pidfd_open(self._info.supervisor_pid)
-                except OSError:
-                    raise DesktopStopped(f"desktop {self.id} is stopped") from None
-                # Pinned first, then checked: a reused pid cannot pass for the supervisor.
-                if _registry.process_identity(self._info.supervisor_pid) != self._info.supervisor_start:
-                    os.close(pidfd)
-                    raise DesktopStopped(f"desktop {self.id} is stopped")
-                self._tether = _apps.Tether(pidfd, self.id)
-        app = _apps.spawn_here(argv, env, cwd, log_path)
-        if not self._tether.add(app):
-            raise DesktopStopped(f"desktop {self.id} stopped while {argv[0]!r} started")
-        return app
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the desktop for everyone (its owner sees it stop)."""
-        self._signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _registry.read(self.id) is not None and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def _signal(self, sig: int) -> None:
-        info = self._current()
-        if info is None or not _registry.signal_supervisor(info, sig):
-            raise DesktopStopped(f"desktop {self.id} is stopped")

@@ -195,16 +195,37 @@ def wait_kernel_idle(page) -> None:
 
 
 def open_notebook(browser, server, path: str, artifacts: Path, console: list[str], app: str = "lab", query: str = ""):
-    """A new browser page with the notebook open and its kernel idle (``app/tree/path?query&token=...``)."""
+    """A new browser page with the notebook open and its kernel idle.
+
+    ``app`` is "lab" (``lab/workspaces/<stem>/tree/path?query&token=...``) or
+    "notebook" (Notebook 7, ``notebooks/path?...``).
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    # The kernel's WebSocket has answered kernel_info: cells run from now on
+    # (Notebook 7's toolbar says "idle" before that, and a cell run then is dropped).
+    kernel_ready: list[bool] = []
+
+    def on_frame(frame: str | bytes) -> None:
+        if b"kernel_info_reply" in (frame if isinstance(frame, bytes) else frame.encode()):
+            kernel_ready.append(True)
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame) if "/api/kernels/" in ws.url else None)
     # A workspace of its own: JupyterLab reopens the default workspace's
     # documents, and other tests' notebooks must not be open in this page.
-    where = f"lab/workspaces/{Path(path).stem}" if app == "lab" else app
-    page.goto(f"{server.url}{where}/tree/{path}?{query}{'&' if query else ''}token={server.token}", timeout=60_000)
+    where = f"lab/workspaces/{Path(path).stem}/tree" if app == "lab" else "notebooks"
+    page.goto(f"{server.url}{where}/{path}?{query}{'&' if query else ''}token={server.token}", timeout=60_000)
     page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
-    wait_kernel_idle(page)
+    if app == "lab":
+        wait_kernel_idle(page)
+    else:  # Notebook 7 has no status bar: its toolbar's kernel indicator, and the kernel's answer
+        expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "idle", timeout=60_000)
+        deadline = time.monotonic() + 60
+        while not kernel_ready:
+            if time.monotonic() > deadline:
+                pytest.fail("the notebook's kernel never answered kernel_info")
+            page.wait_for_timeout(100)
     return context, NotebookPage(page, artifacts)

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests._cells import PINK, pixels_cell, write_notebook
-from tests._jupyter import BIN, free_port
+from tests._jupyter import BIN, free_port, start_jupyter, stop_jupyter
 from tests._notebook_page import NotebookPage, lab_setting, open_notebook, shutdown_kernels
 
 pytestmark = pytest.mark.browser
@@ -112,6 +112,40 @@ def test_clearing_the_primary_view_hands_sizing_to_the_other(nb):
 
 
 @pytest.fixture(scope="module")
+def notebook7(tmp_path_factory):
+    """Notebook 7 (`jupyter notebook`) with our server extension on."""
+    server = start_jupyter(tmp_path_factory.mktemp("notebook7"), base_url="/", app="notebook")
+    yield server
+    stop_jupyter(server)
+
+
+def test_notebook_7_uses_the_route_and_the_comm(notebook7, browser, artifacts):
+    path = "dw-nb7.ipynb"
+    write_notebook(
+        notebook7.root_dir / path,
+        AUTO.replace("dw-hosts", "dw-nb7"),
+        DESKTOP.replace("dw-hosts", "dw-nb7"),
+        pixels_cell("dw-nb7: pixels"),
+    )
+    console: list[str] = []
+    context, nb = open_notebook(browser, notebook7, path, artifacts, console, app="notebook")
+    try:
+        nb.run("dw-nb7: auto")
+        assert nb.wait_connected(nb.view("dw-nb7: auto")) == "server"
+        nb.run("dw-nb7: desktop")
+        assert nb.wait_connected(nb.view("dw-nb7: desktop")) == "comm"
+        nb.run("dw-nb7: pixels")
+        text = nb.output_of("dw-nb7: pixels", "WINDOW")
+        x, y, w, h = (int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+)", text).groups())
+        nb.wait_pixel(nb.canvas("dw-nb7: desktop"), x + w // 4, y + h // 4, PINK)
+        nb.screenshot("hosts-5-notebook7", nb.view("dw-nb7: desktop"))
+    finally:
+        (artifacts / "notebook7-console.log").write_text("\n".join(console))
+        context.close()
+        shutdown_kernels(notebook7, path)
+
+
+@pytest.fixture(scope="module")
 def voila(tmp_path_factory):
     """Standalone Voila (its own server: no server extension of ours) on 127.0.0.1."""
     root = tmp_path_factory.mktemp("voila")
@@ -164,6 +198,8 @@ def test_standalone_voila_shows_a_live_desktop(voila, browser, artifacts):
         view = page.locator(".dw-root").first
         view.wait_for(timeout=90_000)
         assert nb.wait_connected(view, timeout=60) == "comm"
+        # The tooltip names the real cause: Voila's server has no route (not a missing right).
+        assert "no desktop_widget route" in view.get_attribute("title")
         canvas = view.locator(".dw-screen canvas")
         text = page.locator("body").inner_text()
         x, y, w, h = (int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+)", text).groups())

@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from Xlib import X
 from Xlib.error import XError
 
-from desktop_widget import Desktop, _x
-from desktop_widget._keyboard import Keyboard
-from desktop_widget._keynames import char_keysym, resolve, split
+from desktop_widget import Desktop
+from desktop_widget.control import _x
+from desktop_widget.control._keyboard import Keyboard
+from desktop_widget.control._keynames import char_keysym, resolve, split
 
 FREEZE = 1.5  # seconds the Tk app sleeps on F5
 
@@ -459,6 +461,54 @@ def test_a_client_that_fetches_the_keymap_lazily_is_prompted(desktop, conn, tmp_
 # -- typing into xterm ---------------------------------------------------------
 
 
+# Many scripts at once: ~140 distinct characters, most not in a US keymap (19 spare keycodes).
+MIXED = (
+    "Grüße aus München! Ça va très bien. ¿Dónde está la señal? Příliš žluťoučký kůň úpěl ďábelské ódy. "
+    "Zażółć gęślą jaźń. Γειά σου κόσμε — Привет, мир! Съешь же ещё этих мягких французских булок. "  # noqa: RUF001
+    "日本語のテキスト、東京で会いましょう。中文也可以。 ✓ done → next ★ 3 × 4 ≠ 12 ± 0.5 € 20 £ 15 ¥ 300 “quoted” …"  # noqa: RUF001
+)
+
+
+def xkb_keymap(desktop) -> str:
+    """The whole XKB keymap (types, actions, groups), which the core keymap only summarises."""
+    env = {**os.environ, **desktop.env}
+    return subprocess.run(["xkbcomp", "-xkb", desktop.display, "-"], env=env, capture_output=True, text=True).stdout
+
+
+def test_long_mixed_text_into_tk_is_exact(kb, app, conn, desktop, caplog):
+    text = " ".join([MIXED] * 3)
+    before, before_xkb = keymap(conn), xkb_keymap(desktop)
+    with caplog.at_level(logging.DEBUG, logger="desktop_widget"):
+        kb.type(text)
+    assert app.text(kb) == text
+    assert keymap(conn) == before
+    assert xkb_keymap(desktop) == before_xkb  # lent vendor keys came back exactly
+    binds = [r.args[0] for r in caplog.records if r.getMessage().startswith("bound ")]
+    assert max(binds) > 19, f"more characters were bound at once than there are spare keycodes: {binds}"
+
+
+def test_grabbed_keys_are_not_lent(desktop, conn):
+    from desktop_widget.control._keymap import Keymap
+
+    other = _connect(desktop)
+    try:
+        keymap_now = Keymap.read(conn)
+        keymap_now.lend(conn, set())
+        assert len(keymap_now.lent) > 50, "Xvnc's keymap has ~90 vendor keys"
+        grabbed = keymap_now.lent[3]
+        other.screen().root.grab_key(grabbed, X.AnyModifier, False, X.GrabModeAsync, X.GrabModeAsync)
+        other.sync()
+        keymap_now.lend(conn, set())
+        assert grabbed not in keymap_now.lent
+        wanted = keymap_now.rows[keymap_now.lent[0]][0]
+        keymap_now.lend(conn, {wanted})  # a key whose keysym the text needs is not lent either
+        assert not any(wanted in keymap_now.rows[kc] for kc in keymap_now.lent)
+    finally:
+        other.close()
+    keymap_now.lend(conn, set())
+    assert grabbed in keymap_now.lent  # let go with the client
+
+
 def test_type_into_xterm(kb, desktop, conn, tmp_path):
     out = tmp_path / "line.txt"
     env = {**os.environ, **desktop.env, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
@@ -479,9 +529,9 @@ def test_type_into_xterm(kb, desktop, conn, tmp_path):
     try:
         wait_focus(conn, "keyboard-xterm")
         before = keymap(conn)
-        kb.type("Hello, wörld ✓ 日本 $HOME ~/x|y\n")
+        kb.type("Hello, wörld ✓ 日本 $HOME ~/x|y " + MIXED + "\n")  # many rebindings: xterm answers each
         assert keymap(conn) == before
-        assert wait_file(out) == "Hello, wörld ✓ 日本 $HOME ~/x|y"
+        assert wait_file(out) == "Hello, wörld ✓ 日本 $HOME ~/x|y " + MIXED
     finally:
         proc.kill()
         proc.wait()

@@ -118,3 +118,14 @@ def test_idle_timeout_stops_an_unused_desktop():
     assert d.view.status == "stopped"
     assert d.view.status_detail == "idle"
     assert wait_gone(pids, 5) == set()
+
+
+def test_views_of_an_attached_desktop_learn_that_it_stopped():
+    # A mirror (Desktop.attach) of a desktop that its owner stops: its views must say
+    # "stopped" and show the last frame, not retry a desktop that is gone forever.
+    owner = Desktop(session="none", geometry=(320, 240))
+    mirror = Desktop.attach(owner.id, view_only=True)
+    assert mirror.view.status == "running"
+    owner.stop()
+    wait_for(lambda: mirror.view.status == "stopped", timeout=10, what="the attached view's status")
+    assert mirror.status == "stopped"

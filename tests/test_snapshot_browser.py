@@ -110,3 +110,23 @@ def test_desktop_left_running_shows_its_last_frame_after_kernel_restart_and_relo
     window = show_pink_window(lab)
     save_restart_reload(lab, window)
     assert_last_frame_shown(lab, window, CAPTION_GONE, "last-frame-3-kernel-gone")
+
+
+#: What a live view says once its kernel restarted under it (its desktop went with it).
+CAPTION_KERNEL_RESTARTED = re.compile(
+    r"^Not live · last frame at \d\d:\d\d( [AP]M)? — The kernel behind this view has restarted"
+)
+
+
+@pytest.mark.parametrize("lab", [("dw-last-frame-restart.ipynb", (DEMO, PIXELS))], indirect=True)
+def test_view_open_through_a_kernel_restart_says_so_and_stops_trying(lab):
+    """Kernel > Restart with the view open: the last frame, captioned with the cause, no endless
+    "Connecting through the kernel…" to a comm that no kernel answers any more."""
+    window = show_pink_window(lab)
+    page = lab.nb.page
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    page.get_by_text("Restart Kernel…", exact=True).click()
+    page.locator(".jp-Dialog-button.jp-mod-accept").click()
+    status = lab.desktop_cell.locator(".dw-status")
+    expect(status).to_have_attribute("data-kind", "kernel-gone", timeout=30_000)
+    assert_last_frame_shown(lab, window, CAPTION_KERNEL_RESTARTED, "last-frame-4-kernel-restarted")

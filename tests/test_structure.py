@@ -83,7 +83,7 @@ def test_cycle_finder_finds_one():
 def test_a_window_does_not_keep_its_desktop():
     pytest.importorskip("Xlib")
     from desktop_widget._errors import DesktopStopped
-    from desktop_widget._windows import Window, XHandle
+    from desktop_widget.control._windows import Window, XHandle
 
     class Owner:
         def with_x(self):

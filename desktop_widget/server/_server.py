@@ -12,15 +12,15 @@ import asyncio
 import contextlib
 import logging
 
-from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import ioloop, web, websocket
 
-from . import _launcher, _registry, _spare
-from ._errors import DesktopError
-from ._session import touch
+from .. import _registry, _spare
+from .._errors import DesktopError
+from .._session import touch
+from . import _auth, _launcher
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _CHUNK = 256 * 1024
 class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
     """One browser view <-> one connection to Xvnc's unix socket."""
 
-    auth_resource = "terminals"
+    auth_resource = _auth.RESOURCE
 
     def initialize(self, runtime_dir: str) -> None:
         self.runtime_dir = runtime_dir
@@ -46,10 +46,7 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         user = self.current_user
         if not user:
             raise web.HTTPError(403, "log in to Jupyter first")
-        if self.authorizer is not None and not await ensure_async(
-            self.authorizer.is_authorized(self, user, "execute", self.auth_resource)
-        ):
-            raise web.HTTPError(403, "not authorized to use desktops (needs the right to execute terminals)")
+        await _auth.authorize(self)
         try:
             self._socket = _registry.socket_for(desktop_id, self.runtime_dir)
         except DesktopError as exc:  # a registry that is not safe to use: say why, connect to nothing
@@ -136,7 +133,7 @@ class DesktopSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
 
 def _load_jupyter_server_extension(serverapp) -> None:
     base_url = serverapp.web_app.settings["base_url"]
-    route = url_path_join(base_url, r"desktop-widget/([^/]*)/?(.*)")
+    route = url_path_join(base_url, _registry.NAME + r"/([^/]*)/?(.*)")
     config = serverapp.config.get("DesktopWidget", {})
     serverapp.web_app.settings["desktop_widget_launcher"] = _launcher.LauncherDesktop(
         cwd=serverapp.root_dir, idle_timeout=float(config.get("launcher_idle_timeout", 0) or 0)

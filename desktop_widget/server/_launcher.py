@@ -20,14 +20,15 @@ from jupyter_server.base.handlers import APIHandler, FileFindHandler, JupyterHan
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from . import _options, _registry
-from ._errors import DesktopError, DesktopStopped
-from ._page import page_html
-from ._session import AttachedSession, Session
+from .. import _options, _registry
+from .._attached import AttachedSession
+from .._errors import DesktopError, DesktopStopped
+from .._page import STATIC, page_html
+from .._session import Session
+from . import _auth
 
 NAME = "launcher"
-_STATIC = Path(__file__).with_name("static")
-_ICON = Path(__file__).with_name("icons") / "desktop.svg"
+_ICON = Path(__file__).parents[1] / "icons" / "desktop.svg"
 
 
 class LauncherDesktop:
@@ -52,9 +53,7 @@ class LauncherDesktop:
             info = self.current()
             if info is not None:
                 return info
-            options = _options.check_options(
-                (1280, 800), "auto", _options.DEFAULT_FRAME_RATE, self.cwd, None, 20.0, NAME, False, self.idle_timeout
-            )
+            options = _options.check_options(cwd=self.cwd, name=NAME, idle_timeout=self.idle_timeout)
             session = Session(options)
             session.start()
             self.session = session
@@ -86,15 +85,11 @@ class LauncherDesktop:
 class _Authorized(JupyterHandler):
     """A desktop is as powerful as a terminal: the same permission guards it."""
 
-    auth_resource = "terminals"
+    auth_resource = _auth.RESOURCE
 
     async def prepare(self) -> None:
         await ensure_async(super().prepare())
-        user = self.current_user
-        if user and self.authorizer is not None:
-            allowed = await ensure_async(self.authorizer.is_authorized(self, user, "execute", self.auth_resource))
-            if not allowed:
-                raise web.HTTPError(403, "not authorized to use desktops")
+        await _auth.authorize(self)
 
     @property
     def launcher(self) -> LauncherDesktop:
@@ -104,7 +99,7 @@ class _Authorized(JupyterHandler):
 def _state(info: _registry.DesktopInfo | None, detail: str = "") -> dict:
     if info is None:
         return {"id": "", "status": "stopped", "ws_path": "", "detail": detail}
-    return {"id": info.id, "status": "running", "ws_path": f"desktop-widget/{info.id}/", "display": info.display}
+    return {"id": info.id, "status": "running", "ws_path": _registry.ws_path(info.id), "display": info.display}
 
 
 class DesktopPageHandler(_Authorized):
@@ -177,7 +172,7 @@ def handlers(base_url: str) -> list[tuple]:
         (url_path_join(base_url, r"desktop/?"), DesktopPageHandler),
         (url_path_join(base_url, r"desktop/api/state"), DesktopAPIHandler),
         (url_path_join(base_url, r"desktop/api/(start|stop)"), DesktopAPIHandler),
-        (url_path_join(base_url, r"desktop/static/(.*)"), StaticHandler, {"path": str(_STATIC)}),
+        (url_path_join(base_url, r"desktop/static/(.*)"), StaticHandler, {"path": str(STATIC)}),
     ]
 
 
@@ -191,7 +186,7 @@ def server_proxy_entry() -> dict:
     return {
         "command": [],
         # (Not through _registry.root(): a registry it refuses must not keep the server from starting.)
-        "unix_socket": str(Path(jupyter_runtime_dir()) / "desktop-widget" / "no-such-socket"),
+        "unix_socket": str(Path(jupyter_runtime_dir()) / _registry.NAME / "no-such-socket"),
         "raw_socket_proxy": True,
         "launcher_entry": {
             "enabled": True,

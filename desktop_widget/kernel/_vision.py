@@ -26,7 +26,7 @@ from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import damage
 
-from . import _options
+from .. import _options
 
 Box = tuple[int, int, int, int]
 #: How many grey-level candidates are checked in colour.
@@ -104,6 +104,8 @@ def changes(connect: Callable[[], Display]) -> Iterator[Callable[[float], bool]]
 
 def wait_until_stable(connect: Callable[[], Display], region: Box, duration: float, timeout: float) -> None:
     """Return once ``region`` has kept the same pixels for ``duration`` s; TimeoutError after ``timeout``."""
+    if duration > timeout:
+        raise ValueError(f"duration ({duration:g} s) must not be longer than timeout ({timeout:g} s)")
     start = time.monotonic()
     deadline = start + timeout
     with changes(connect) as changed:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
-from . import _registry
+from .. import _registry
+from .._errors import DesktopError
+from .._options import CSS_LENGTH, VIEW_TRANSPORTS, ViewOptions
+from .._page import STATIC
 from ._comm import CommTunnel
-from ._errors import DesktopError
-from ._options import CSS_LENGTH, VIEW_TRANSPORTS
 
 log = logging.getLogger(__name__)
 
-_STATIC = Path(__file__).with_name("static")
-_BUNDLE = _STATIC / "widget.js"
+_BUNDLE = STATIC / "widget.js"
 
 # A checkout whose JS was never built would otherwise render an empty cell.
 _MISSING_BUNDLE = """
@@ -32,21 +31,19 @@ class DesktopView(anywidget.AnyWidget):
     """A live view of one desktop; several views of one desktop may be shown."""
 
     _esm = _BUNDLE if _BUNDLE.is_file() else _MISSING_BUNDLE
-    _css = _STATIC / "widget.css" if (_STATIC / "widget.css").is_file() else ""
+    _css = STATIC / "widget.css" if (STATIC / "widget.css").is_file() else ""
 
     _desktop_id = traitlets.Unicode().tag(sync=True)
     #: The route below the server's base URL; the page supplies the base URL.
     _ws_path = traitlets.Unicode().tag(sync=True)
     status = traitlets.Unicode("starting", read_only=True).tag(sync=True)
     status_detail = traitlets.Unicode("", read_only=True).tag(sync=True)
-    view_only = traitlets.Bool(False).tag(sync=True)
-    scale = traitlets.Bool(False).tag(sync=True)
-    height = traitlets.Unicode("600px").tag(sync=True)
-    #: noVNC's JPEG quality (0-9): lower draws busy, photo-like content faster on less bandwidth
-    #: (TigerVNC keeps text and flat areas lossless whatever it is).
-    quality = traitlets.Int(6, min=0, max=9).tag(sync=True)
-    #: noVNC's compression level (0-9): higher trades the server's CPU for bandwidth.
-    compression = traitlets.Int(2, min=0, max=9).tag(sync=True)
+    # (Defaults and meanings: _options.ViewOptions.)
+    view_only = traitlets.Bool(ViewOptions.view_only).tag(sync=True)
+    scale = traitlets.Bool(ViewOptions.scale).tag(sync=True)
+    height = traitlets.Unicode(ViewOptions.height).tag(sync=True)
+    quality = traitlets.Int(ViewOptions.quality, min=0, max=9).tag(sync=True)
+    compression = traitlets.Int(ViewOptions.compression, min=0, max=9).tag(sync=True)
     #: The desktop's clipboard text as the views last saw it (noVNC's clipboard events).
     clipboard = traitlets.Unicode("").tag(sync=True)
     #: The primary view's size in CSS pixels, reported by the view.
@@ -55,7 +52,7 @@ class DesktopView(anywidget.AnyWidget):
     #: (RFB through this widget's comm and the kernel), or "auto": the route when
     #: the page is a Jupyter server page whose route answers for this desktop,
     #: else the comm.
-    transport = traitlets.Enum(VIEW_TRANSPORTS, default_value="auto").tag(sync=True)
+    transport = traitlets.Enum(VIEW_TRANSPORTS, default_value=ViewOptions.transport).tag(sync=True)
     #: The desktop's last frame (encoded image; binary in saved widget state), its MIME type and
     #: when it was taken (seconds since the epoch): shown where the live desktop cannot be (_snapshot).
     _last_frame = traitlets.Bytes(b"").tag(sync=True)

@@ -7,42 +7,38 @@ import functools
 import logging
 import os
 import re
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _keynames, _lazy, _options, _registry, _spare
-from ._errors import DesktopError, DesktopStopped
-from ._options import DEFAULT_FRAME_RATE
-from ._session import AttachedSession, Session, recorded_options, touch
+from .. import _options, _registry
+from .._attached import AttachedSession
+from .._errors import DesktopStopped
+from .._options import DEFAULT_FRAME_RATE, ViewOptions
+from .._session import Session
+from ..control import _keynames
+from . import _lazy, _lifecycle
+from ._resources import Resources, shutdown
 
 if TYPE_CHECKING:
+    from ..control._windows import Window
     from ._widget import DesktopView
-    from ._windows import Window
 
 # The heavy ones (anywidget, python-xlib, Pillow) load while the first Xvnc starts: see _lazy.
-_apps = _lazy.module("._apps", __package__)
+_apps = _lazy.module(".._apps", __package__)
 _bundle = _lazy.module("._bundle", __package__)
-_pointer = _lazy.module("._pointer", __package__)
+_pointer = _lazy.module("..control._pointer", __package__)
 _record = _lazy.module("._record", __package__)
-_rfb = _lazy.module("._rfb", __package__)
-_screen = _lazy.module("._screen", __package__)
+_rfb = _lazy.module("..control._rfb", __package__)
+_screen = _lazy.module("..control._screen", __package__)
 _snapshot = _lazy.module("._snapshot", __package__)
 _vision = _lazy.module("._vision", __package__)
 _widget = _lazy.module("._widget", __package__)
-_windows = _lazy.module("._windows", __package__)
-_x = _lazy.module("._x", __package__)
+_windows = _lazy.module("..control._windows", __package__)
+_x = _lazy.module("..control._x", __package__)
 
 log = logging.getLogger(__name__)
-
-#: Seconds for the clean-up after an interrupted call, and for releasing keys at stop.
-_REPAIR_DEADLINE = 1.0
-
-#: The size of the last primary view in this process: a new desktop starts at
-#: it, so that the view does not have to resize it (and XFCE draw twice).
-_last_view_size: list[tuple[int, int]] = []
 
 
 class _ViewTrait:
@@ -56,91 +52,6 @@ class _ViewTrait:
 
     def __set__(self, desktop: Desktop, value: Any) -> None:
         setattr(desktop.view, self.name, value)
-
-
-class _Resources:
-    """What the kernel side holds for a desktop; released before the processes stop."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.conn = None
-        self.keyboard = None
-        self.clipboard = None
-        self.frames: _snapshot.LastFrame | None = None
-        self.apps: list[_apps.App] = []
-        self.recordings: list[Any] = []
-        self.served = None  # the ViewServer of serve(), if any
-        self.wm_seen = False
-        self.touched = 0.0
-        self.stale: int | None = None  # resource id base of a connection dropped mid-call, until repaired
-        self.buttons: set[int] = set()  # held by mouse_down: a repair leaves them down
-
-    def connection(self, connect: Callable[[], Any]) -> Any:
-        """The X connection, opened (and the state a dropped one left behind repaired) if needed."""
-        if self.conn is None:
-            conn = connect()
-            if self.stale is not None:
-                try:
-                    self._repair(conn)
-                except BaseException:
-                    _x.drop(conn)
-                    raise
-            self.conn = conn
-        return self.conn
-
-    def _repair(self, conn: Any) -> None:
-        """Release the buttons and keys an interrupted call left down, and restore the keymap."""
-        _x.forgotten(conn, self.stale, _REPAIR_DEADLINE)  # its last requests must not come after the repair
-        _pointer.release_buttons(conn, keep=self.buttons)
-        if self.keyboard is not None:
-            self.keyboard.reset(conn)
-        conn.sync()
-        self.stale = None
-
-    def forget(self, conn: Any) -> None:
-        """Drop ``conn`` after a call on it was interrupted or failed; the next call opens another."""
-        if conn is self.conn:
-            self.conn = None
-            self.stale = conn.display.info.resource_id_base
-            if self.keyboard is not None:
-                self.keyboard.detach()
-        _x.drop(conn)
-
-    def forget_clipboard(self) -> None:
-        if self.clipboard is not None:
-            self.clipboard.close()
-            self.clipboard = None
-
-    def release(self) -> None:
-        # Waits at most a few seconds: for a call under way (its X waits have a
-        # deadline), then for the X server on each connection.
-        locked = self.lock.acquire(timeout=2 * _x.DEADLINE)
-        try:
-            _record.stop_all(self.recordings)  # while the X server is still there
-            if self.served is not None:
-                self.served.stop()
-                self.served = None
-            _apps.stop_all(self.apps)
-            for conn in (self.conn, self.clipboard and self.clipboard.conn):
-                if conn is not None:
-                    _x.set_deadline(conn, _REPAIR_DEADLINE)
-            if self.keyboard is not None:
-                with contextlib.suppress(Exception):
-                    self.keyboard.close()
-            if self.clipboard is not None:
-                self.clipboard.close()
-            if self.frames is not None:
-                self.frames.close()
-            _x.drop(self.conn)
-            self.conn = self.keyboard = self.clipboard = None
-        finally:
-            if locked:
-                self.lock.release()
-
-
-def _shutdown(session: Session, resources: _Resources) -> None:
-    resources.release()
-    session.stop()
 
 
 class Desktop:
@@ -170,12 +81,12 @@ class Desktop:
         geometry: tuple[int, int] | None = None,
         session: str = "auto",
         *,
-        view_only: bool = False,
+        view_only: bool = ViewOptions.view_only,
         scale: bool | None = None,
-        height: str = "600px",
-        quality: int = 6,
-        compression: int = 2,
-        transport: str = "auto",
+        height: str = ViewOptions.height,
+        quality: int = ViewOptions.quality,
+        compression: int = ViewOptions.compression,
+        transport: str = ViewOptions.transport,
         frame_rate: int = DEFAULT_FRAME_RATE,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
@@ -185,73 +96,30 @@ class Desktop:
         idle_timeout: float | None = None,
         opengl: bool = True,
     ) -> None:
-        if scale is None:
-            # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
-            scale = geometry is not None
-        asked_geometry = geometry
-        if geometry is None:
-            geometry = _last_view_size[-1] if _last_view_size else (1280, 800)
-        options = _options.check_options(
-            geometry, session, frame_rate, cwd, env, timeout, name, persistent, idle_timeout, opengl
+        found, view, owned = _lifecycle.open_desktop(
+            geometry=geometry,
+            session=session,
+            view=ViewOptions(view_only, scale, height, quality, compression, transport),  # type: ignore[arg-type]  # scale None: by geometry
+            frame_rate=frame_rate,
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            name=name,
+            persistent=persistent,
+            idle_timeout=idle_timeout,
+            opengl=opengl,
         )
-        # Checked before anything starts so that bad view arguments fail early.
-        view_args = _options.check_view(view_only, scale, height, quality, compression, transport)
-        asked = {
-            "session_command": session != "auto",
-            "opengl": not opengl,
-            "geometry": asked_geometry is not None,
-            "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
-            "cwd": cwd is not None,
-            "env_sha256": bool(env),
-            "persistent": persistent,
-            "idle_timeout": idle_timeout is not None,
-        }
-        if not options.name:
-            # The defaults: a spare the server keeps ready, if there is one (see _spare).
-            claimed = None if any(asked.values()) else _spare.claim(options)
-            if claimed is not None:
-                self._adopt(claimed, _widget.DesktopView(**view_args), owned=True)
-                return
-            self._start(options, view_args)
-            return
-        view = _widget.DesktopView(**view_args)
-        # Get-or-create, as one step for every process of this user (two kernels
-        # asking at once get one desktop).
-        with _registry.name_lock(options.name):
-            existing = _registry.verified(options.name)
-            if existing is None or existing.name != options.name:
-                self._start(options, view_args)
-                return
-            # The desktop of that name is already running somewhere.
-            wanted = recorded_options(
-                options, _options.session_command(options.session) if asked["session_command"] else []
-            )
-            _check_same_options(existing, wanted, [k for k, v in asked.items() if v])
-            attached = AttachedSession(existing)
-        view.scale = True
-        self._adopt(attached, view, owned=False)
-
-    def _start(self, options: _options.Options, view_args: dict[str, Any]) -> None:
-        session = Session(options)
-        views: list[DesktopView] = []
-
-        def while_xvnc_starts() -> None:
-            # The first Desktop() of a kernel imports its view and X stack here, in parallel with Xvnc.
-            _lazy.load(_widget, _x, _snapshot, _screen, _pointer, _windows, _apps, _record, _rfb)
-            views.append(_widget.DesktopView(**view_args))
-
-        session.start(while_starting=while_xvnc_starts)
-        self._adopt(session, views[0], owned=True)
+        self._adopt(found, view, owned)
 
     @classmethod
     def attach(
         cls,
         id_or_name: str,
         *,
-        view_only: bool = False,
+        view_only: bool = ViewOptions.view_only,
         scale: bool = True,
-        height: str = "600px",
-        transport: str = "auto",
+        height: str = ViewOptions.height,
+        transport: str = ViewOptions.transport,
     ) -> Desktop:
         """Show and script a desktop that another kernel (or the launcher) started.
 
@@ -259,29 +127,26 @@ class Desktop:
         only if :meth:`stop` is called. Views of an attached desktop scale by
         default, so that they do not resize the owner's screen.
         """
-        info = _registry.verified(id_or_name)
-        if info is None:
-            running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
-            raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
+        attached = _lifecycle.attach(id_or_name)
         view = _widget.DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
         desktop = cls.__new__(cls)
-        desktop._adopt(AttachedSession(info), view, owned=False)
+        desktop._adopt(attached, view, owned=False)
         return desktop
 
     def _adopt(self, session: Session | AttachedSession, view: DesktopView, owned: bool) -> None:
         self._session = session
         self._owned = owned
-        self._resources = _Resources()
+        self._resources = Resources(session)
         self.view = view
         with view.hold_trait_notifications():
             view._desktop_id = session.id
-            view._ws_path = f"desktop-widget/{session.id}/"
+            view._ws_path = _registry.ws_path(session.id)
             view._set_status(session.state)
         session.on_state(view._set_status)
-        view.observe(_remember_view_size, "_view_size")
+        view.observe(_lifecycle.remember_view_size, "_view_size")
         self._resources.frames = _snapshot.LastFrame(view, session.display, session.xauthority)
         if owned and not session.options.persistent:
-            self._finalizer = weakref.finalize(self, _shutdown, session, self._resources)
+            self._finalizer = weakref.finalize(self, shutdown, session, self._resources)
         else:
             # Attached or persistent: going away here must not stop the desktop.
             self._finalizer = weakref.finalize(self, self._resources.release)
@@ -350,68 +215,17 @@ class Desktop:
         self.stop()
 
     def _require_running(self) -> None:
-        if self._session.state in ("stopped", "failed"):
-            raise DesktopStopped(f"desktop {self.id} is {self._session.state}; start a new Desktop()")
+        self._resources.require_running()
 
-    @contextlib.contextmanager
-    def _x(self) -> Iterator[Any]:
-        """The kernel's X connection to this desktop, one user at a time.
-
-        A call that is interrupted (KeyboardInterrupt), outlasts the X
-        deadline or breaks the connection leaves python-xlib mid-request:
-        the connection is dropped, and buttons, keys and keymap are put right
-        on a fresh one (now, or at the next call if the server does not
-        answer). Errors that leave the connection sound (bad input, an X
-        error reply) keep it.
-        """
-        self._require_running()
-        resources = self._resources
-        now = time.monotonic()
-        if now - resources.touched > 1.0:  # scripting counts as use (idle_timeout)
-            resources.touched = now
-            touch(self._session.directory / "activity")
-        with resources.lock:
-            conn = resources.connection(self._connect)
-            try:
-                yield conn
-            except BaseException as exc:
-                clipboard = resources.clipboard.conn if resources.clipboard is not None else None
-                late = _x.expired(conn) or (clipboard is not None and _x.expired(clipboard))
-                if clipboard is not None and not (isinstance(exc, Exception) and _x.alive(clipboard)):
-                    resources.forget_clipboard()
-                if isinstance(exc, Exception) and _x.alive(conn):
-                    raise
-                resources.forget(conn)
-                if late:
-                    raise self._late() from exc
-                try:  # put keys and buttons right now, not only at the next call
-                    resources.connection(functools.partial(self._connect, _REPAIR_DEADLINE))
-                except Exception:
-                    log.info("desktop %s: repair after a broken call deferred to the next call", self.id, exc_info=True)
-                raise
+    def _x(self) -> contextlib.AbstractContextManager[Any]:
+        """The kernel's X connection to this desktop, one user at a time (see ``_resources``)."""
+        return self._resources.x()
 
     def _connect(self, deadline: float | None = None) -> Any:
-        deadline = _x.DEADLINE if deadline is None else deadline
-        try:
-            return _x.connect(self.display, self._session.xauthority, deadline)
-        except TimeoutError as exc:
-            raise self._late(deadline) from exc
-
-    def _late(self, deadline: float | None = None) -> TimeoutError:
-        deadline = _x.DEADLINE if deadline is None else deadline
-        return TimeoutError(
-            f"desktop {self.id} (display {self.display}) did not answer within {deadline:g} s: its X server is "
-            "stopped or overloaded. The call was abandoned; the next one connects again."
-        )
+        return self._resources.connect(deadline)
 
     def _keyboard(self, conn: Any) -> Any:
-        if self._resources.keyboard is None:
-            from ._keyboard import Keyboard
-
-            # (a partial, not a lambda over self: the resources must not keep the Desktop alive)
-            second = functools.partial(_x.connect, self.display, self._session.xauthority)
-            self._resources.keyboard = Keyboard(conn, connect=second)
-        return self._resources.keyboard
+        return self._resources.keyboard_on(conn)
 
     # -- keyboard ------------------------------------------------------------
     def key(self, *combos: str) -> None:
@@ -737,7 +551,7 @@ class Desktop:
         runs one action and returns the ``tool_result`` content blocks.
         Screenshots are scaled to fit in 1280x800 (aspect kept) and the
         agent's coordinates mapped back. No network and no model here: only
-        the adapter (see ``desktop_widget._computer``).
+        the adapter (see ``desktop_widget.kernel._computer``).
         """
         from ._computer import ComputerTool
 
@@ -790,11 +604,7 @@ class Desktop:
         self.view.clipboard = text
 
     def _clipboard(self) -> Any:
-        if self._resources.clipboard is None:
-            from ._clipboard import Clipboard
-
-            self._resources.clipboard = Clipboard(self._connect())
-        return self._resources.clipboard
+        return self._resources.clipboard_owner()
 
     # -- environment ---------------------------------------------------------
     @contextlib.contextmanager
@@ -813,36 +623,3 @@ class Desktop:
             return f"<Desktop {self.id} {self.status}>"
         width, height = self.size
         return f"<Desktop {self.id} display={self.display} {width}x{height} {self.status}>"
-
-
-def _check_same_options(info: _registry.DesktopInfo, wanted: dict, asked: list[str]) -> None:
-    """Refuse options that the running desktop of that name was not started with.
-
-    Raised, not warned: code that asks for ``session="xfce"`` and silently
-    gets another kind of desktop fails later and far from the cause. Options
-    left at their defaults accept whatever the running desktop has.
-    """
-    have = info.options
-    differ = [k for k in asked if k in have and have[k] != wanted[k]]
-    if not differ:
-        return
-    # Shown as the caller wrote them: the session by name, the environment not at all.
-    shown = {"session_command": "session", "env_sha256": "env"}
-    details = ", ".join(
-        "env"
-        if k == "env_sha256"
-        else f"{shown.get(k, k)}={have[shown.get(k, k)]!r} (asked: {wanted[shown.get(k, k)]!r})"
-        for k in differ
-    )
-    raise DesktopError(
-        f"desktop {info.name!r} is already running with other options: {details}; "
-        f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
-        "or stop it first to start it again with yours"
-    )
-
-
-def _remember_view_size(change: dict) -> None:
-    size = change["new"]
-    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        with contextlib.suppress(ValueError, TypeError):
-            _last_view_size[:] = [_options.check_geometry(tuple(size))]

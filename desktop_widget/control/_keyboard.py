@@ -7,7 +7,12 @@ keysym), so typing does not depend on the desktop's layout.
 
 Characters the keymap lacks (``é`` on a US layout, ``✓``, ``日``) are typed by
 binding them, for the moment, to spare keycodes (keycodes without keysyms),
-then restoring those. The race xdotool documents is real, both ways: a client
+then restoring those. A keymap has few spare keycodes (19 on Xvnc's), and
+every round of rebinding costs two waits for the client (below), so a text
+that needs more also borrows the vendor keys (XF86 media and launch keys)
+that no client has grabbed: rebinding those and back leaves the XKB keymap
+exactly as it was, and ~100 keycodes make one or two rounds enough for
+almost any text (mixed scripts: ~190 -> ~2,300 characters/s into xterm). The race xdotool documents is real, both ways: a client
 learns of a keymap change from a MappingNotify and fetches the new keysyms
 when it gets to it, and libX11 (Tk, xterm) applies a change it has merely
 *read* to the next key it looks up, even a key sent before the change. So
@@ -48,6 +53,17 @@ _FLUSH_EVERY = 256  # requests; python-xlib concatenates its send buffer, so kee
 
 
 # -- the keyboard --------------------------------------------------------------
+
+
+def _runs(keycodes: list[int]) -> list[list[int]]:
+    """Sorted keycodes cut into runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for keycode in keycodes:
+        if runs and runs[-1][-1] == keycode - 1:
+            runs[-1].append(keycode)
+        else:
+            runs.append([keycode])
+    return runs
 
 
 class Keyboard:
@@ -278,7 +294,11 @@ class Keyboard:
             return
         keymap = Keymap.read(self._conn)
         with self._operation(keymap):
-            for batch in self._batches(keymap, strokes):
+            batches = self._batches(keymap, strokes)
+            if len(batches) > 1:  # more characters to bind than spare keycodes: borrow vendor keys too
+                keymap.lend(self._conn, {ks for stroke in strokes for ks in stroke})
+                batches = self._batches(keymap, strokes)
+            for batch in batches:
                 self._bind(keymap, batch.missing)
                 for stroke in batch.strokes:
                     self._stroke(keymap, stroke)
@@ -351,10 +371,12 @@ class Keyboard:
         if any(kc in self._bound for kc in slots):
             self._checkpoint(keymap)  # keys sent under the old bindings must be translated before they change
         catcher = CatchError()
-        for keysym, keycode in zip(todo, slots, strict=True):
-            self._original.setdefault(keycode, keymap.rows[keycode])
-            self._conn.change_keyboard_mapping(keycode, [(keysym, keysym)], onerror=catcher)
-            self._bound[keycode] = keysym
+        assigned = dict(zip(slots, todo, strict=True))
+        for run in _runs(sorted(assigned)):  # one request (one MappingNotify) per run of keycodes
+            for keycode in run:
+                self._original.setdefault(keycode, keymap.rows[keycode])
+                self._bound[keycode] = assigned[keycode]
+            self._conn.change_keyboard_mapping(run[0], [(assigned[kc],) * 2 for kc in run], onerror=catcher)
             self._changes += 1
         self._conn.sync()
         if catcher.get_error():
@@ -415,9 +437,10 @@ class Keyboard:
             if restore:
                 self._checkpoint(keymap or Keymap.read(self._conn))
                 catcher = CatchError()
-                for keycode in restore:
-                    self._conn.change_keyboard_mapping(keycode, [self._original.pop(keycode)], onerror=catcher)
-                    del self._bound[keycode]
+                for run in _runs(sorted(restore)):
+                    self._conn.change_keyboard_mapping(run[0], [self._original.pop(kc) for kc in run], onerror=catcher)
+                    for keycode in run:
+                        del self._bound[keycode]
                     self._changes += 1
                 self._conn.sync()
                 if catcher.get_error():
