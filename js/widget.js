@@ -134,7 +134,9 @@ export async function probe(url, signal) {
 			reason: "this desktop does not run where this Jupyter server runs (its kernel is elsewhere)",
 		};
 	}
-	if (status === 404) {
+	// Our route never redirects: a 404, or a 403 after a redirect (standalone Voila sends
+	// `…/<id>/` to its file handler, which forbids it), means there is no route here.
+	if (status === 404 || (status === 403 && response.redirected)) {
 		return {
 			ok: false,
 			permanent: true,
