@@ -8,6 +8,7 @@ The checks of every argument run here before anything starts. ``Desktop``
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any
 
 from .. import _options, _registry, _spare
@@ -16,6 +17,7 @@ from .._errors import DesktopError
 from .._options import DEFAULT_FRAME_RATE, ViewOptions
 from .._session import Session, recorded_options
 from . import _lazy
+from ._resources import Resources, shutdown
 
 _apps = _lazy.module(".._apps", __package__)
 _pointer = _lazy.module("..control._pointer", __package__)
@@ -115,6 +117,21 @@ def start(options: _options.Options, view_args: dict[str, Any]) -> Found:
 
     session.start(while_starting=while_xvnc_starts)
     return session, views[0], True
+
+
+def adopt(desktop: object, session: Session | AttachedSession, view: Any, resources: Resources, owned: bool) -> Any:
+    """Tie ``view`` to ``session`` and return ``desktop``'s finalizer (which holds the session, not the desktop)."""
+    with view.hold_trait_notifications():
+        view._desktop_id = session.id
+        view._ws_path = _registry.ws_path(session.id)
+        view._set_status(session.state)
+    session.on_state(view._set_status)
+    view.observe(remember_view_size, "_view_size")
+    resources.frames = _snapshot.LastFrame(view, session.display, session.xauthority)
+    if owned and not session.options.persistent:
+        return weakref.finalize(desktop, shutdown, session, resources)
+    # Attached or persistent: going away here must not stop the desktop.
+    return weakref.finalize(desktop, resources.release)
 
 
 def attach(id_or_name: str) -> AttachedSession:
