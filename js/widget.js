@@ -210,6 +210,8 @@ function render({ model, el }) {
 		status.textContent = text;
 		status.dataset.kind = kind;
 		root.dataset.state = kind;
+		// The tooltip follows (show_connected then names the transport): never "connected" on a dead view.
+		root.title = `Desktop ${model.get("_desktop_id")}: ${text}`;
 		// A view still connected after the session ended shows the live (empty) screen.
 		frame(kind === "session-exited" && rfb ? "connected" : kind, text);
 	}

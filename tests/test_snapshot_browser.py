@@ -101,6 +101,8 @@ def test_stopped_desktop_shows_its_last_frame_also_after_kernel_restart_and_relo
     lab.nb.run("dw-test: stop")
     lab.nb.output_of("dw-test: stop", "STOPPED")
     assert_last_frame_shown(lab, window, CAPTION_STOPPED, "last-frame-1-stopped")
+    # The tooltip no longer says "connected through the Jupyter server".
+    assert "stopped" in lab.desktop_cell.locator(".dw-root").get_attribute("title")
     save_restart_reload(lab, window)
     assert_last_frame_shown(lab, window, CAPTION_STOPPED, "last-frame-2-reloaded")
 
