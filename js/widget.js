@@ -194,10 +194,14 @@ function render({ model, el }) {
 	let retry_timer;
 	let connecting = false;
 	/**
-	 * The kernel behind this widget restarted or went (the widget manager marks the
-	 * comm dead): the comm cannot carry a connection any more, the server route may.
+	 * Whether no kernel is behind this widget any more: it restarted or went, or the
+	 * notebook was reopened after (its state comes from the file). The widget manager
+	 * marks the element of a view restored without a kernel, and tells a live model when
+	 * the kernel restarts (`comm_live_update`). The comm cannot carry a connection then;
+	 * the server route still may (a desktop that outlives its kernel).
 	 */
-	let kernel_gone = false;
+	let comm_dead = false;
+	let kernel_gone = () => comm_dead || el.classList.contains("jupyter-widgets-disconnected");
 	/** The clipboard text the desktop last sent, so it is not pasted back to it. */
 	let remote_clipboard = "";
 
@@ -206,6 +210,8 @@ function render({ model, el }) {
 		status.textContent = text;
 		status.dataset.kind = kind;
 		root.dataset.state = kind;
+		// The tooltip follows (show_connected then names the transport): never "connected" on a dead view.
+		root.title = `Desktop ${model.get("_desktop_id")}: ${text}`;
 		// A view still connected after the session ended shows the live (empty) screen.
 		frame(kind === "session-exited" && rfb ? "connected" : kind, text);
 	}
@@ -251,7 +257,7 @@ function render({ model, el }) {
 	/** @param {string} reason @param {number} [delay] */
 	function schedule_reconnect(reason, delay) {
 		if (signal.aborted || model.get("status") !== "running") return;
-		if (kernel_gone && choose_transport() === "comm") {
+		if (kernel_gone() && choose_transport() === "comm") {
 			connect(); // says why, without a retry
 			return;
 		}
@@ -375,7 +381,7 @@ function render({ model, el }) {
 			return;
 		}
 		let how = choose_transport();
-		if (how === "comm" && kernel_gone) {
+		if (how === "comm" && kernel_gone()) {
 			show(KERNEL_GONE, "kernel-gone");
 		} else if (how === "comm") {
 			connect_comm();
@@ -464,8 +470,8 @@ function render({ model, el }) {
 		connect();
 	};
 	let on_comm_live = () => {
-		// Only ever fired after render when the kernel restarts (the manager disconnects every model).
-		kernel_gone = true;
+		// Fired after render only when the manager disconnects every model: the kernel restarts.
+		comm_dead = true;
 		if (transport === "comm" || !rfb) connect();
 	};
 	model.on("comm_live_update", on_comm_live);
