@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -43,7 +45,9 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return stat[stat.rfind(b")") + 2 :].split()
 
 
-# Process-tree reading is shared with the tests (one implementation).
+# Process-tree reading and the browser's flags are shared with the tests (one implementation), from
+# the repository root put on the path here: not through an editable install's path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests._procs import comm, ppid_table, tree  # noqa: E402, F401
 
 
@@ -183,7 +187,7 @@ def align(page, probes: int = 15) -> tuple[float, float]:
 def x_connect(env: dict[str, str]):
     from Xlib import display
 
-    from desktop_widget import _x
+    from desktop_widget.control import _x
 
     if "XAUTHORITY" in env:
         return _x.connect(env["DISPLAY"], env["XAUTHORITY"])

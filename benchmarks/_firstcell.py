@@ -132,7 +132,9 @@ class FirstCell:
         self.page.keyboard.press("Shift+Enter")
 
     def settled_desktop(self) -> dict:
-        info = self.eval_json('{"env": d.env, "supervisor": d._session._proc.pid}')
+        info = self.eval_json(
+            '{"env": d.env, "supervisor": next(i for i in __import__("desktop_widget").list_desktops() if i.id == d.id).supervisor_pid}'
+        )
         self.supervisor = info["supervisor"]
         return info
 

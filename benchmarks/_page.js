@@ -8,8 +8,6 @@
 //   visible canvas with drawImage when a frame is complete): the first frame,
 //   the number of frames, and "watches": the moment given pixels first show
 //   given colours on each canvas;
-// * noVNC's RFB objects (caught when their constructor sets _qualityLevel), so
-//   that quality and compression levels can be changed for the tuning table.
 //
 // All times are wall-clock milliseconds: performance.timeOrigin + performance.now().
 (() => {
@@ -20,7 +18,6 @@
 		bytesOut: 0,
 		msgsIn: 0,
 		lastMsg: null,
-		rfbs: [],
 		canvases: [],
 		flips: 0,
 		lastFlip: 0,
@@ -35,18 +32,6 @@
 	};
 	window.__bench = B;
 	const isDesktopUrl = (url) => /desktop-widget\/|desktop-websockify/.test(String(url));
-
-	// --- noVNC's RFB objects -------------------------------------------------
-	Object.defineProperty(Object.prototype, "_qualityLevel", {
-		configurable: true,
-		get() {
-			return undefined;
-		},
-		set(value) {
-			Object.defineProperty(this, "_qualityLevel", { value, writable: true, configurable: true, enumerable: true });
-			B.rfbs.push(this);
-		},
-	});
 
 	// --- WebSockets ------------------------------------------------------------
 	// A wrapper function, not a subclass: noVNC checks that the socket's own
@@ -240,7 +225,6 @@
 		flips: B.flips,
 		tRun: B.tRun,
 		tRoot: B.tRoot,
-		rfbs: B.rfbs.length,
 	});
 
 	// --- when our view's root element appears (widget rendered) ---------------

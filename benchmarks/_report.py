@@ -316,7 +316,6 @@ def markdown(r: dict) -> str:
         table(["metric", "ours", "upstream", "bare RFB", "target (ours)", "ours"], summary_rows(r)),
         "",
     ]
-    out += _analysis(r)
     out += _first_cell_section(r.get("first_cell"))
     out += _cold_section(r.get("cold"))
     out += _latency_section(r.get("latency"))
@@ -378,7 +377,8 @@ def _first_cell_section(fc: dict | None) -> list[str]:
         "",
         "What a person sees: the kernel is restarted before every trial, then Shift+Enter on",
         "`from desktop_widget import Desktop; d = Desktop(); d` (default options: XFCE at the view's size; the import",
-        "is on the clock). Upstream's trials run in turn with ours and count from opening its `/desktop/` page.",
+        "is on the clock). Upstream's trials run in turn with ours and count from opening its `/desktop/` page."
+        + (f" This section was {fc['note']}." if fc.get("note") else ""),
         "",
         table(header, rows),
         "",
@@ -779,7 +779,7 @@ def _frame_rate_section(rows_in: list[dict] | None) -> list[str]:
                 _n(dropped, 0),
                 _n(_get(t, "ws_mbit_per_s"), 1),
                 _n(_get(t, "cpu_pct", "desktop"), 0),
-                _n(_get(t, "cpu_pct", "server"), 0),
+                _n(_get(t, "cpu_pct", "jupyter_server"), 0),
                 _n(_get(t, "cpu_pct", "chromium"), 0),
             ]
         rows.append(row)
@@ -935,8 +935,6 @@ def _tuning_section(t: dict | None) -> list[str]:
             table(["Xvnc", "RSS", "PSS", "USS"], rows),
             "",
         ]
-    if t.get("quality_skipped"):
-        out += [f"Quality/compression: skipped, {t['quality_skipped']}.", ""]
     rows = []
     for x in t.get("quality", []):
         rows.append(
@@ -953,7 +951,7 @@ def _tuning_section(t: dict | None) -> list[str]:
         )
     if rows:
         out += [
-            "noVNC `qualityLevel` / `compressionLevel` (set on the page's RFB object; noVNC's defaults are 6 / 2), frame rate 60.",
+            "The view's `quality` / `compression` (`d.quality`, `d.compression`; defaults 6 / 2), frame rate 60.",
             "",
             table(
                 [
@@ -999,211 +997,3 @@ def update_readme(readme: Path, r: dict, report_name: str) -> bool:
         text = text.rstrip() + "\n\n## Benchmarks\n\n" + body + "\n"
     readme.write_text(text)
     return True
-
-
-def _analysis(r: dict) -> list[str]:
-    """What the numbers say, where ours misses a target and why: bullets computed from this run."""
-    notes: list[str] = []
-
-    def note(fn) -> None:
-        try:
-            text = fn()
-        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
-            return
-        if text:
-            notes.append(text)
-
-    def cold() -> str:
-        x = r["cold"]["ours"]["xfce"]["summary"]
-        w = r["cold"]["ours"]["wm"]["summary"]
-        ps = x["process_started_s"]
-        return (
-            f"**Cold start.** Ours reaches the first frame in {med(w['first_frame_s']) * 1000:.0f} ms (light WM) / "
-            f"{med(x['first_frame_s']) * 1000:.0f} ms (XFCE): the kernel starts the cell at "
-            f"{med(x['kernel_start_s']) * 1000:.0f} ms, `Desktop()` returns at {med(x['desktop_ready_s']) * 1000:.0f} ms "
-            f"(Xvnc started at {med(ps['Xvnc']) * 1000:.0f} ms), the view is rendered "
-            f"{(med(x['view_rendered_s']) - med(x['desktop_ready_s'])) * 1000:.0f} ms later, the WebSocket is created "
-            f"{(med(x['ws_created_s']) - med(x['view_rendered_s'])) * 1000:.0f} ms after that, "
-            f"and the first frame follows the first RFB byte by {(med(x['first_frame_s']) - med(x['first_rfb_byte_s'])) * 1000:.0f} ms "
-            "(RFB handshake and the first full update). The XFCE panel is XFCE's own start-up: xfce4-session starts at "
-            f"{med(ps['xfce4-session']) * 1000:.0f} ms, xfwm4 at {med(ps['xfwm4']) * 1000:.0f}, xfsettingsd at "
-            f"{med(ps['xfsettingsd']) * 1000:.0f}, xfce4-panel at {med(ps['xfce4-panel']) * 1000:.0f} ms (the session "
-            "manager starts its clients group by group; ours has three: xfwm4 and xfsettingsd, the panel, then "
-            "xfdesktop), and the panel is on the canvas at "
-            f"{med(x['panel_s']) * 1000:.0f} ms: {(med(x['panel_s']) - med(ps['xfce4-panel'])) * 1000:.0f} ms after "
-            "the panel process started. That stretch is xfce4-panel's own start-up (it loads every plugin of both "
-            "panels before it paints anything; ~370 ms of CPU), which benchmarks/profile_start.py shows."
-        )
-
-    def latency() -> str:
-        fr = {x["frame_rate"]: x for x in r["tuning"]["frame_rate"]}
-        lat = r["latency"]
-        wm = lat["ours_wm"]
-        parts = ", ".join(
-            f"{f}: {med(x['latency']['browser_ms']):.1f} ms (bare {med(x['latency']['bare_rfb_ms']):.1f})"
-            for f, x in sorted(fr.items())
-        )
-        reach = [f for f, x in sorted(fr.items()) if med(x["latency"]["browser_ms"]) <= 4]
-        comp = r["tuning"].get("xfce_compositor") or []
-        comp_text = ""
-        if len(comp) == 2:
-            on, off = (med(c["latency"]["browser_ms"]) for c in comp)
-            comp_text = (
-                f" On XFCE, xfwm4's compositor (on by default) adds {on - off:.0f} ms for everyone "
-                f"({on:.1f} ms with it, {off:.1f} ms without): it redraws the screen on its own clock before Xvnc sees "
-                "the change. That, not the view, is why XFCE's latency is ~27 ms for ours and upstream alike."
-            )
-        return (
-            "**Update latency.** The bare RFB client waits about half a frame of Xvnc's frame clock (TigerVNC starts "
-            "the clock half a frame after the first change), so latency follows `frame_rate`: "
-            f"{parts}. The browser adds {med(wm['browser_minus_bare_ms']):.1f} ms (paired median, light WM): "
-            f"{med(wm['ws_arrival_minus_bare_ms']):.1f} ms until the WebSocket message event (Xvnc → Jupyter server → "
-            f"Chromium) and {med(wm['draw_after_arrival_ms']):.1f} ms of noVNC decoding and drawing; upstream's "
-            f"path adds {med(lat['upstream']['browser_minus_bare_ms']):.1f} ms on its desktop (ours "
-            f"{med(lat['ours']['browser_minus_bare_ms']):.1f} ms on XFCE). "
-            + (
-                f"≤ 4 ms needs frame_rate ≥ {reach[0]}. "
-                if reach
-                else "≤ 4 ms is not reached at any frame rate tried; the browser path alone is ~1.5 ms. "
-            )
-            + "A fixed ~1.5 ms of browser path is ≤ 1.10× the bare client only when the bare latency is ≥ ~15 ms, i.e. "
-            "only at slow frame rates: the two targets pull in opposite directions; the absolute overhead is the "
-            "number to watch." + comp_text
-        )
-
-    def throughput() -> str:
-        tp = r["throughput"]["ours"]
-        fr = {x["frame_rate"]: x for x in r["tuning"]["frame_rate"]}
-        q = r["tuning"].get("quality") or []
-        best = max(q, key=lambda x: x["noise"]["drawn_per_s"]) if q else None
-        text = (
-            f"**Throughput.** Solid colours: {tp['solid']['drawn_per_s']:.0f} distinct frames/s on XFCE at frame rate 60 "
-            f"({tp['solid']['flips_per_s']:.0f} noVNC frames/s); on the light WM "
-            + ", ".join(f"{f}: {x['solid']['drawn_per_s']:.0f}/s" for f, x in sorted(fr.items()))
-            + ". A 60 fps source sampled by a 60 Hz server clock and a ~60 Hz animation frame beats: frames are lost "
-            "whenever two paints fall in one tick; a faster server clock removes that. Noise: "
-            f"{tp['noise']['drawn_per_s']:.0f} frames/s at {tp['noise']['ws_mbit_per_s']:.0f} Mbit/s with Xvnc at "
-            f"{tp['noise']['cpu_pct']['desktop']:.0f} % and Chromium at {tp['noise']['cpu_pct']['chromium']:.0f} % of a "
-            "core (all its processes): Xvnc is far from busy and our server uses a few %. The likely bound is the "
-            "pipeline: TigerVNC sends more only as the client acknowledges earlier updates (fences), and noVNC answers "
-            "only after its asynchronous JPEG decoding, so frames/s follow bytes per frame and decode time (see the "
-            "quality table), not the proxy."
-        )
-        if best:
-            text += (
-                f" With noVNC quality {best['quality']} (compression {best['compression']}) it draws "
-                f"{best['noise']['drawn_per_s']:.0f} frames/s at {best['noise']['ws_mbit_per_s']:.0f} Mbit/s."
-            )
-        return text
-
-    def resources() -> str:
-        res = r["resources"]
-        o = res["ours_xfce"]["connected"]
-        u = res["upstream"]["connected"]
-        return (
-            f"**Resources.** XFCE: ours {o['desktop']['pss_mib']:.0f} MiB PSS ({o['desktop']['uss_mib']:.0f} USS), "
-            f"upstream {u['desktop']['pss_mib']:.0f} ({u['desktop']['uss_mib']:.0f}); upstream also keeps its `vncserver` "
-            "Perl wrapper alive and its screen is bigger (the whole page). Idle desktop CPU: ours "
-            f"{o['desktop']['cpu_pct']:.1f} %, upstream {u['desktop']['cpu_pct']:.1f} %; WebSocket bytes while idle: ours "
-            f"{o.get('ws_bytes_in')}, upstream {u.get('ws_bytes_in')} (a panel clock tick can fall in the window). Our "
-            "Jupyter server is larger than upstream's because it also serves the notebook and its kernel; the kernel "
-            "itself is separate (its PSS is in the table)." + glx_text()
-        )
-
-    def glx_text() -> str:
-        rows = (r.get("tuning") or {}).get("xvnc_glx") or []
-        if len(rows) != 2:
-            return ""
-        on, off = rows
-        return (
-            f" Most of Xvnc's memory is its GLX extension: Mesa's software renderer and LLVM, loaded at start-up "
-            f"({on['pss']:.0f} MiB PSS alone, {off['pss']:.0f} MiB with `-extension GLX`). A desktop "
-            "above its target is over it by about that much: PSS targets depend on whether another Xvnc on the "
-            "machine shares those pages (compare USS)."
-        )
-
-    def defaults() -> str:
-        fr = {x["frame_rate"]: x for x in r["tuning"]["frame_rate"]}
-        base = fr[60]
-
-        def cost(x: dict) -> str:
-            return (
-                f"latency {med(x['latency']['browser_ms']):.1f} ms, idle CPU {x['idle']['desktop']['cpu_pct']:.1f} %, "
-                f"solid {x['solid']['drawn_per_s']:.0f} frames/s, noise: Xvnc {x['noise']['cpu_pct']['desktop']:.0f} % / "
-                f"Chromium {x['noise']['cpu_pct']['chromium']:.0f} % CPU, {x['noise']['ws_mbit_per_s']:.0f} Mbit/s"
-            )
-
-        fast = [f for f in sorted(fr) if f > 60 and fr[f]["idle"]["desktop"]["cpu_pct"] <= 0.5]
-        pick = None
-        for f in reversed(fast):  # the fastest whose busy cost stays within 10 points of 60's
-            x = fr[f]
-            if x["noise"]["cpu_pct"]["desktop"] <= base["noise"]["cpu_pct"]["desktop"] + 10:
-                pick = f
-                break
-        text = f"**Defaults.** frame_rate 60 (now): {cost(base)}."
-        if pick:
-            text += (
-                f" frame_rate {pick}: {cost(fr[pick])}. Idle costs nothing at any rate (Xvnc's clock stops when "
-                f"nothing changes), so a default of {pick} buys "
-                f"{med(base['latency']['browser_ms']) - med(fr[pick]['latency']['browser_ms']):.1f} ms of latency "
-                "for a little CPU and bandwidth only while the screen is busy: recommended."
-            )
-        glx = r["tuning"].get("xvnc_glx") or []
-        if len(glx) == 2:
-            text += (
-                f" Xvnc: `-extension GLX` unless OpenGL is asked for (an option) saves {glx[0]['pss'] - glx[1]['pss']:.0f} "
-                "MiB a desktop; X programs that need OpenGL then fail to start their GL context."
-            )
-        comp = r["tuning"].get("xfce_compositor") or []
-        if len(comp) == 2:
-            text += (
-                " XFCE: start xfwm4 without its compositor in our sessions (it costs "
-                f"{med(comp[0]['latency']['browser_ms']) - med(comp[1]['latency']['browser_ms']):.0f} ms per update)."
-            )
-        q = {(x["quality"], x["compression"]): x for x in r["tuning"].get("quality") or []}
-        if (6, 2) in q and (3, 2) in q:
-            a, b = q[(6, 2)]["noise"], q[(3, 2)]["noise"]
-            text += (
-                f" noVNC quality 6 → 3 takes busy, photo-like content from {a['drawn_per_s']:.0f} to "
-                f"{b['drawn_per_s']:.0f} frames/s and {a['ws_mbit_per_s']:.0f} to {b['ws_mbit_per_s']:.0f} Mbit/s "
-                "(text and flat areas are not JPEG-encoded by TigerVNC, so they keep their quality): worth exposing "
-                "as a trait (`quality`, `compression`) rather than changing silently."
-            )
-        return text
-
-    def first_cell() -> str:
-        fc = r["first_cell"]
-        o, up = fc["ours"]["summary"], fc.get("upstream", {}).get("summary", {})
-        text = (
-            f"**What a person sees.** Shift+Enter on the first cell of a fresh kernel: the import is done at "
-            f"{med(o['imported_s']) * 1000:.0f} ms, `Desktop()` returns at {med(o['desktop_ready_s']) * 1000:.0f} ms, "
-            f"the first non-black frame (the root already in XFCE's colour) is on the canvas at "
-            f"{med(o['first_colour_s']) * 1000:.0f} ms and the XFCE panel at {med(o['panel_s']) * 1000:.0f} ms"
-        )
-        if up.get("panel_s"):
-            text += f" (upstream, from opening its page: {med(up['panel_s']) * 1000:.0f} ms)"
-        spare = (fc.get("spare") or {}).get("summary")
-        if spare:
-            text += (
-                f". With a spare desktop ready the same cell shows the panel at {med(spare['panel_s']) * 1000:.0f} ms"
-                f" (`Desktop()` returns at {med(spare['desktop_ready_s']) * 1000:.0f} ms)"
-            )
-        load = r.get("environment", {}).get("machine", {}).get("loadavg_at_start")
-        if load:
-            text += (
-                f". Load average at the start of the run: {load[0]:.1f} on {r['environment']['machine']['cores']} cores"
-            )
-        return text + "."
-
-    def frame_rates() -> str:
-        rows = {x["frame_rate"]: x for x in r["frame_rates"]}
-        parts = ", ".join(
-            f"{f} Hz: {med(x['latency']['browser_ms']):.2f} ms (bare {med(x['latency']['bare_rfb_ms']):.2f}), "
-            f"idle CPU {x['idle']['desktop']['cpu_pct']:.2f} %, noise {x['noise']['cpu_pct']['desktop']:.0f} % desktop CPU"
-            for f, x in sorted(rows.items())
-        )
-        return f"**Frame rate above 240.** {parts}."
-
-    for fn in (first_cell, cold, latency, throughput, resources, defaults, frame_rates):
-        note(fn)
-    return ["## What the numbers say", "", *[f"- {n}" for n in notes], ""] if notes else []

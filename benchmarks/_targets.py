@@ -358,9 +358,11 @@ class Ours:
 
     # -- the desktop d --------------------------------------------------------------------
     def desktop_info(self, var: str = "d") -> dict:
+        # Through the public API only: the registry entry (list_desktops) has the socket and the supervisor.
+        entry = f'next(i for i in __import__("desktop_widget").list_desktops() if i.id == {var}.id)'
         info = self.eval_json(
-            f'{{"id": {var}.id, "display": {var}.display, "env": {var}.env, "socket": {var}._session.socket,'
-            f' "supervisor": {var}._session._proc.pid}}'
+            f'{{"id": {var}.id, "display": {var}.display, "env": {var}.env, "socket": {entry}.socket,'
+            f' "supervisor": {entry}.supervisor_pid}}'
         )
         self.info = info
         return info

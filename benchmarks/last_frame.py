@@ -27,7 +27,8 @@ from _report import fmt
 CELLS = [
     """\
 import json, time
-from desktop_widget import Desktop, _snapshot
+from desktop_widget import Desktop
+from desktop_widget.kernel import _snapshot
 d = Desktop(session={session!r}, geometry={geometry!r})
 d""",
     # XFCE draws its wallpaper and panel within a few seconds.

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/run.py            # everything (about 10 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # fewer trials, shorter windows (about 5 minutes)
     .venv/bin/python benchmarks/run.py --only latency,throughput --skip-upstream
+    .venv/bin/python benchmarks/run.py --smoke --only api  # one trial each, ours only: does it still run?
 
 Writes ``results/bench-<time>.json`` (raw) and ``.md`` (report) and, after a
 full run of every metric, the table between the markers in the project README.
@@ -51,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer trials and shorter windows")
     p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one or two trials, ours only, README untouched: that every metric still yields numbers (tests)",
+    )
+    p.add_argument(
         "--only",
         default="",
         help=f"comma-separated metrics to run (default all): {','.join(METRICS)}",
@@ -65,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="update the README's table (auto: only after a full run of every metric)",
     )
     args = p.parse_args(argv)
+    if args.smoke:
+        args.quick, args.skip_upstream, args.readme = True, True, "no"
     args.metrics = [m.strip() for m in args.only.split(",") if m.strip()] or list(METRICS)
     unknown = set(args.metrics) - set(METRICS)
     if unknown:
@@ -108,6 +116,25 @@ def plan(quick: bool) -> dict:
     }
 
 
+#: ``--smoke``: the least that still measures each metric once or twice (seconds per metric).
+SMOKE = {
+    "first_cell": 1,
+    "first_cell_upstream": 0,
+    "cold_wm": 1,
+    "cold_xfce": 1,
+    "cold_upstream": 0,
+    "latency": 3,
+    "burst_s": 1.0,
+    "idle_s": 1.0,
+    "api": 2,
+    "scale_latency": 2,
+    "tuning_latency": 2,
+    "tuning_idle_s": 0.5,
+    "tuning_burst_s": 0.5,
+    "imports": 1,
+}
+
+
 def ensure_upstream_venv() -> None:
     """jupyter-remote-desktop-proxy 3.0.x with JupyterLab, in benchmarks/.venv-upstream (created once)."""
     if (UPSTREAM_VENV / "bin" / "jupyter-lab").exists():
@@ -130,7 +157,7 @@ def ensure_upstream_venv() -> None:
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.p = plan(args.quick)
+        self.p = SMOKE if args.smoke else plan(args.quick)
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix="dw-bench-"))

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from ._errors import DesktopError, DesktopStopped
 
 if TYPE_CHECKING:
-    from ._desktop import Desktop
     from ._registry import DesktopInfo
+    from .kernel._desktop import Desktop
 
 __version__ = "0.1.0"
 __all__ = ["Desktop", "DesktopError", "DesktopInfo", "DesktopStopped", "list_desktops"]
@@ -21,7 +21,7 @@ __all__ = ["Desktop", "DesktopError", "DesktopInfo", "DesktopStopped", "list_des
 #: Public names imported on first use. The Jupyter server imports this package
 #: to find its extension and the launcher; it must not load the kernel's stack
 #: (anywidget, ipywidgets, IPython, PIL, Xlib) for that.
-_LAZY = {"Desktop": "._desktop", "DesktopInfo": "._registry"}
+_LAZY = {"Desktop": ".kernel._desktop", "DesktopInfo": "._registry"}
 
 
 def __getattr__(name: str) -> Any:
@@ -39,7 +39,7 @@ def __dir__() -> list[str]:
 
 def _jupyter_server_extension_points() -> list[dict]:
     # The server side lives in its own module so kernels never import it.
-    return [{"module": "desktop_widget._server"}]
+    return [{"module": "desktop_widget.server._server"}]
 
 
 def list_desktops() -> list[DesktopInfo]:

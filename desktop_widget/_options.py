@@ -26,10 +26,13 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CSS_LENGTH = re.compile(r"\d+(\.\d+)?(px|em|rem|vh|%)")
 #: How a view reaches the desktop: the server's route, the kernel's comm, or whichever works.
 VIEW_TRANSPORTS = ("auto", "server", "comm")
-#: Xvnc's update clock. An update waits about half a frame for it, so 240 Hz
-#: gives ~4 ms instead of ~10 ms at 60 Hz; the clock stops when the screen is
-#: still, so idle CPU is 0 at any rate (benchmarks/: the frame-rate table).
-DEFAULT_FRAME_RATE = 240
+#: Xvnc's update clock. An update waits about half a frame for it; the clock
+#: stops when the screen is still, so idle CPU is 0 at any rate. benchmarks/
+#: ("Frame rate above 240", same run, light WM): browser latency 5.3 ms at 240,
+#: 3.5 ms at 500, 3.8 ms at 1000 (floors 4.1 / 2.7 / 2.7 ms); under a 60 fps
+#: load the desktop, server and browser CPU and the bandwidth were the same at
+#: all three. Above 500 nothing more was gained.
+DEFAULT_FRAME_RATE = 500
 #: Xvnc's frame clock is a millisecond timer: above 1000 Hz it cannot tick faster.
 MAX_FRAME_RATE = 1000
 SESSION_KINDS = ("auto", "xfce", "wm", "none")

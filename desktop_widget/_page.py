@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 
 from ._options import ViewOptions
+
+#: The built view (js/build.mjs): the widget's module and the full page's, with their stylesheets.
+STATIC = Path(__file__).with_name("static")
 
 _PAGE = """<!doctype html>
 <html lang="en">

@@ -23,16 +23,20 @@ The design, and why:
   itself as owner. The server's pipe no longer counts; the server only reaps
   the process (it is its child).
 * **Only default options are served from the pool**: another session, ``cwd``,
-  ``env``, ``name``, ``geometry``, frame rate, ``persistent`` or
+  ``env``, ``name``, ``geometry``, frame rate, ``opengl``, ``persistent`` or
   ``idle_timeout`` start a fresh desktop. A spare's session runs in the
   server's root directory. Its size is the default; a view that is not scaled
   resizes it to itself on connecting, as it does a fresh desktop.
 * **A replacement** starts after each claim, in the background, ``delay``
   seconds later so that the claimed desktop's first moments (its view, its
-  first resize) have the CPU. It runs at ``nice`` 10 only if the supervisor
-  may later raise its priority again (root, or ``RLIMIT_NICE`` ≥ 20): for
-  anyone else lowering it could not be undone and the kernel that claims it
-  would get a slow desktop for good; the delay alone keeps out of the way then.
+  first resize) have the CPU. Its X server and session run at ``nice`` 10
+  (the supervisor itself does not, so that it answers a claim at once) only if
+  the supervisor may raise their priority again when it is claimed (root, or
+  ``RLIMIT_NICE`` ≥ 20): for anyone else that could not be undone and the
+  kernel that claims it would get a slow desktop for good; the delay alone
+  keeps it out of the way then.
+* **Idle cost**: a ready XFCE spare uses no CPU and ~150-190 MiB PSS
+  (benchmarks/RESULTS.md, "First cell of a fresh kernel").
 * **Spares stop with the server** (``shutdown``), and if the server dies
   without stopping them their supervisors see its pipe close and stop.
 """

@@ -24,6 +24,9 @@ import { last_frame_layer, saved_page } from "./last_frame.js";
  * @property {(event: string, callback?: (...args: any[]) => void) => void} off
  */
 
+/** What a view says once its kernel has restarted and nothing can reach the desktop for it. */
+const KERNEL_GONE = "The kernel behind this view has restarted or stopped: run the cell again for a live desktop.";
+
 /** Delays between reconnection attempts, in ms; the last one repeats. */
 const BACKOFF = [250, 500, 1000, 2000, 4000, 8000];
 
@@ -131,7 +134,9 @@ export async function probe(url, signal) {
 			reason: "this desktop does not run where this Jupyter server runs (its kernel is elsewhere)",
 		};
 	}
-	if (status === 404) {
+	// Our route never redirects: a 404, or a 403 after a redirect (standalone Voila sends
+	// `…/<id>/` to its file handler, which forbids it), means there is no route here.
+	if (status === 404 || (status === 403 && response.redirected)) {
 		return {
 			ok: false,
 			permanent: true,
@@ -188,6 +193,15 @@ function render({ model, el }) {
 	/** @type {ReturnType<typeof setTimeout> | undefined} */
 	let retry_timer;
 	let connecting = false;
+	/**
+	 * Whether no kernel is behind this widget any more: it restarted or went, or the
+	 * notebook was reopened after (its state comes from the file). The widget manager
+	 * marks the element of a view restored without a kernel, and tells a live model when
+	 * the kernel restarts (`comm_live_update`). The comm cannot carry a connection then;
+	 * the server route still may (a desktop that outlives its kernel).
+	 */
+	let comm_dead = false;
+	let kernel_gone = () => comm_dead || el.classList.contains("jupyter-widgets-disconnected");
 	/** The clipboard text the desktop last sent, so it is not pasted back to it. */
 	let remote_clipboard = "";
 
@@ -196,6 +210,8 @@ function render({ model, el }) {
 		status.textContent = text;
 		status.dataset.kind = kind;
 		root.dataset.state = kind;
+		// The tooltip follows (show_connected then names the transport): never "connected" on a dead view.
+		root.title = `Desktop ${model.get("_desktop_id")}: ${text}`;
 		// A view still connected after the session ended shows the live (empty) screen.
 		frame(kind === "session-exited" && rfb ? "connected" : kind, text);
 	}
@@ -241,6 +257,10 @@ function render({ model, el }) {
 	/** @param {string} reason @param {number} [delay] */
 	function schedule_reconnect(reason, delay) {
 		if (signal.aborted || model.get("status") !== "running") return;
+		if (kernel_gone() && choose_transport() === "comm") {
+			connect(); // says why, without a retry
+			return;
+		}
 		delay ??= BACKOFF[Math.min(attempt, BACKOFF.length - 1)];
 		attempt += 1;
 		show(`${reason} — reconnecting in ${(delay / 1000).toFixed(1)} s…`, "reconnecting");
@@ -360,8 +380,14 @@ function render({ model, el }) {
 			show("A saved copy of the notebook: the desktop is not live here.", "saved");
 			return;
 		}
-		if (choose_transport() === "comm") connect_comm();
-		else connect_server();
+		let how = choose_transport();
+		if (how === "comm" && kernel_gone()) {
+			show(KERNEL_GONE, "kernel-gone");
+		} else if (how === "comm") {
+			connect_comm();
+		} else {
+			connect_server();
+		}
 	}
 
 	// The notebook keeps scrolling while the pointer crosses a view that is not
@@ -443,6 +469,12 @@ function render({ model, el }) {
 		attempt = 0;
 		connect();
 	};
+	let on_comm_live = () => {
+		// Fired after render only when the manager disconnects every model: the kernel restarts.
+		comm_dead = true;
+		if (transport === "comm" || !rfb) connect();
+	};
+	model.on("comm_live_update", on_comm_live);
 	let TRAITS = ["change:view_only", "change:scale", "change:height", "change:quality", "change:compression"];
 	for (let name of TRAITS) model.on(name, on_traits);
 	model.on("change:status", on_status);
@@ -461,6 +493,7 @@ function render({ model, el }) {
 		model.off("change:clipboard", on_clipboard);
 		model.off("change:transport", on_transport);
 		model.off("msg:custom", on_message);
+		model.off("comm_live_update", on_comm_live);
 		let views = views_of.get(desktop_id) ?? [];
 		let was_primary = views[0] === entry;
 		views.splice(views.indexOf(entry), 1);

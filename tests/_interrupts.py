@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from desktop_widget import Desktop, _x
+from desktop_widget import Desktop
+from desktop_widget.control import _x
 from tests._procs import comm, tree
 
 MAIN = threading.main_thread().ident

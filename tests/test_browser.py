@@ -56,8 +56,8 @@ print("XTERM", origin.x, origin.y, geometry.width, geometry.height)
 
 VIEW_SIZE = """\
 # dw-test: view-size
-from desktop_widget import _desktop
-print("VIEW", d.view._view_size, "NEXT", _desktop._last_view_size)
+from desktop_widget.kernel import _lifecycle
+print("VIEW", d.view._view_size, "NEXT", _lifecycle.last_view_size)
 """
 
 RESIZE = """\

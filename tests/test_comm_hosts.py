@@ -198,6 +198,8 @@ def test_standalone_voila_shows_a_live_desktop(voila, browser, artifacts):
         view = page.locator(".dw-root").first
         view.wait_for(timeout=90_000)
         assert nb.wait_connected(view, timeout=60) == "comm"
+        # The tooltip names the real cause: Voila's server has no route (not a missing right).
+        assert "no desktop_widget route" in view.get_attribute("title")
         canvas = view.locator(".dw-screen canvas")
         text = page.locator("body").inner_text()
         x, y, w, h = (int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+)", text).groups())

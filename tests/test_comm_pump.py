@@ -10,7 +10,7 @@ import time
 import pytest
 
 from desktop_widget import Desktop
-from desktop_widget._comm import CHUNK, WINDOW, CommTunnel, _Pump
+from desktop_widget.kernel._comm import CHUNK, WINDOW, CommTunnel, _Pump
 
 
 class View:
@@ -131,7 +131,7 @@ def test_stopping_the_desktop_ends_its_pumps():
 
 def test_a_view_that_went_silent_is_dropped(desktop, monkeypatch):
     """A closed tab says nothing: with its window full and no word for STALL_TIMEOUT, the pump ends."""
-    monkeypatch.setattr("desktop_widget._comm.STALL_TIMEOUT", 0.5)
+    monkeypatch.setattr("desktop_widget.kernel._comm.STALL_TIMEOUT", 0.5)
     view = View(desktop)
     try:
         view.handshake()

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from Xlib import XK, X
 
-from desktop_widget import Desktop, _x
-from desktop_widget._computer import scaled_size, to_screen, to_seen
+from desktop_widget import Desktop
+from desktop_widget.control import _x
+from desktop_widget.kernel._computer import scaled_size, to_screen, to_seen
 from tests._cells import PINK, near
 
 #: Not the agent's size: screenshots are scaled by 0.8 to 1280x800, so every coordinate is mapped.

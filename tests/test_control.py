@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from Xlib import X
 
-from desktop_widget import Desktop, DesktopError, DesktopStopped, _x
+from desktop_widget import Desktop, DesktopError, DesktopStopped
+from desktop_widget.control import _x
 from tests._procs import alive
 
 PROBE = str(Path(__file__).with_name("_tkprobe.py"))

@@ -471,7 +471,7 @@ _SERVER_IMPORTS = """
 import json, sys
 import desktop_widget
 desktop_widget._jupyter_server_extension_points()
-import desktop_widget._server, desktop_widget._launcher
+import desktop_widget.server._server, desktop_widget.server._launcher
 from importlib.metadata import entry_points
 for ep in entry_points(group="jupyter_serverproxy_servers"):
     if ep.value.startswith("desktop_widget"):

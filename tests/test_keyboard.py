@@ -20,9 +20,10 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from desktop_widget import Desktop, _x
-from desktop_widget._keyboard import Keyboard
-from desktop_widget._keynames import char_keysym, resolve, split
+from desktop_widget import Desktop
+from desktop_widget.control import _x
+from desktop_widget.control._keyboard import Keyboard
+from desktop_widget.control._keynames import char_keysym, resolve, split
 
 FREEZE = 1.5  # seconds the Tk app sleeps on F5
 
@@ -487,7 +488,7 @@ def test_long_mixed_text_into_tk_is_exact(kb, app, conn, desktop, caplog):
 
 
 def test_grabbed_keys_are_not_lent(desktop, conn):
-    from desktop_widget._keymap import Keymap
+    from desktop_widget.control._keymap import Keymap
 
     other = _connect(desktop)
     try:

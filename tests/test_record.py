@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from desktop_widget import Desktop, _clicks, _record, _x
+from desktop_widget import Desktop
+from desktop_widget.control import _x
+from desktop_widget.kernel import _clicks, _record
 from tests._cells import PINK, near
 from tests._procs import alive, tree, wait_gone
 from tests.test_control import Probe
@@ -170,7 +172,8 @@ def test_interpreter_exit_finishes_the_recording(tmp_path):
     out = tmp_path / "exit.mp4"
     script = textwrap.dedent(f"""
         import os, time
-        from desktop_widget import Desktop, _clicks
+        from desktop_widget import Desktop
+        from desktop_widget.kernel import _clicks
         d = Desktop(session="none", geometry=(320, 240))
         rec = d.record({str(out)!r})
         print("ENCODER", rec._proc.pid, flush=True)

@@ -308,7 +308,9 @@ def test_sigterm_of_the_jupyter_server_stops_its_kernels_desktops(tmp_path):
 
         kc = BlockingKernelClient(connection_file=str(connection))
         kc.load_connection_file()
-        kc.start_channels()
+        # No heartbeat: without a kernel manager, wait_for_ready() takes a heartbeat missed for 1 s (a kernel
+        # still starting on a loaded machine) as "Kernel died"; the kernel_info reply is the readiness wanted.
+        kc.start_channels(hb=False)
         kc.wait_for_ready(timeout=60)
         info = json.loads(_execute(kc, _START_IN_KERNEL))
         kc.stop_channels()

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 from Xlib import X
 
-from desktop_widget import Desktop, DesktopStopped, _x
+from desktop_widget import Desktop, DesktopStopped
+from desktop_widget.control import _x
 from tests._cells import PINK
 from tests._notebook_page import assert_canvas_shows
 from tests._procs import inet_listeners

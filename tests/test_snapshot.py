@@ -14,7 +14,9 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
-from desktop_widget import Desktop, DesktopStopped, _registry, _snapshot, _x
+from desktop_widget import Desktop, DesktopStopped, _registry
+from desktop_widget.control import _x
+from desktop_widget.kernel import _snapshot
 from tests._cells import DEMO, PINK, near, pixels_cell, write_notebook
 
 PIXELS = pixels_cell("dw-test: pixels")
@@ -28,7 +30,7 @@ xd.sync()
 """
 
 COUNT = """\
-from desktop_widget import _snapshot
+from desktop_widget.kernel import _snapshot
 import time
 frames = d._resources.frames
 start = frames.refreshes

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.browser
 PIXELS = pixels_cell("dw-test: pixels")
 STOP = "# dw-test: stop\nd.stop()\nprint('STOPPED', d.status)"
 CAPTION_STOPPED = re.compile(r"^Desktop stopped · last frame at \d\d:\d\d")
-#: A desktop that was running when its kernel went: the view cannot connect, and says why after the frame.
-CAPTION_GONE = re.compile(r"^Not live · last frame at \d\d:\d\d")
+#: A desktop that was running when its kernel went: the view cannot connect, and says why after the frame
+#: (not an endless "Connecting through the kernel…": no kernel answers a widget restored from the file).
+CAPTION_GONE = re.compile(r"^Not live · last frame at \d\d:\d\d( [AP]M)? — The kernel behind this view has restarted")
 
 
 DESKTOP = "from desktop_widget import Desktop"
@@ -100,6 +101,8 @@ def test_stopped_desktop_shows_its_last_frame_also_after_kernel_restart_and_relo
     lab.nb.run("dw-test: stop")
     lab.nb.output_of("dw-test: stop", "STOPPED")
     assert_last_frame_shown(lab, window, CAPTION_STOPPED, "last-frame-1-stopped")
+    # The tooltip no longer says "connected through the Jupyter server".
+    assert "stopped" in lab.desktop_cell.locator(".dw-root").get_attribute("title")
     save_restart_reload(lab, window)
     assert_last_frame_shown(lab, window, CAPTION_STOPPED, "last-frame-2-reloaded")
 
@@ -110,3 +113,17 @@ def test_desktop_left_running_shows_its_last_frame_after_kernel_restart_and_relo
     window = show_pink_window(lab)
     save_restart_reload(lab, window)
     assert_last_frame_shown(lab, window, CAPTION_GONE, "last-frame-3-kernel-gone")
+
+
+@pytest.mark.parametrize("lab", [("dw-last-frame-restart.ipynb", (DEMO, PIXELS))], indirect=True)
+def test_view_open_through_a_kernel_restart_says_so_and_stops_trying(lab):
+    """Kernel > Restart with the view open: the last frame, captioned with the cause, no endless
+    "Connecting through the kernel…" to a comm that no kernel answers any more."""
+    window = show_pink_window(lab)
+    page = lab.nb.page
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    page.get_by_text("Restart Kernel…", exact=True).click()
+    page.locator(".jp-Dialog-button.jp-mod-accept").click()
+    status = lab.desktop_cell.locator(".dw-status")
+    expect(status).to_have_attribute("data-kind", "kernel-gone", timeout=30_000)
+    assert_last_frame_shown(lab, window, CAPTION_GONE, "last-frame-4-kernel-restarted")

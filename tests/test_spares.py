@@ -27,7 +27,7 @@ KERNEL = """
 import json, os, sys, time
 from pathlib import Path
 from desktop_widget import Desktop, _registry
-import desktop_widget._desktop  # imported before the start signal, as in a kernel that ran cells before
+import desktop_widget.kernel._desktop  # imported before the start signal, as in a kernel that ran cells before
 go = os.environ.get("GO_FILE")
 if go:
     print("ready", flush=True)

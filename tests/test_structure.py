@@ -83,7 +83,7 @@ def test_cycle_finder_finds_one():
 def test_a_window_does_not_keep_its_desktop():
     pytest.importorskip("Xlib")
     from desktop_widget._errors import DesktopStopped
-    from desktop_widget._windows import Window, XHandle
+    from desktop_widget.control._windows import Window, XHandle
 
     class Owner:
         def with_x(self):
@@ -95,3 +95,9 @@ def test_a_window_does_not_keep_its_desktop():
     gc.collect()
     with pytest.raises(DesktopStopped, match="gone"):
         window.activate()
+
+
+def test_no_module_over_500_lines():
+    """A module should fit in one screen of thought: split one that grows past this."""
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
+    assert long == {}

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from desktop_widget import Desktop, _x
+from desktop_widget import Desktop
+from desktop_widget.control import _x
 from tests._cells import PINK
 
 GREEN = (0, 160, 60)

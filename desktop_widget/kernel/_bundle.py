@@ -21,7 +21,7 @@ import base64
 import time
 from typing import Any
 
-from . import _registry
+from .. import _registry
 
 #: What a reader who sees only text needs to know to see the live view.
 _MISSING_FRONT_END = (

@@ -32,7 +32,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import _screen, _x
+from ..control import _screen, _x
 
 log = logging.getLogger(__name__)
 

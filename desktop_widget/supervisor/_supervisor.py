@@ -14,53 +14,10 @@ launcher's desktop) and the desktop:
 * it tears the whole tree down however it ends, an error of its own included,
   and says why.
 
-The owner protocol (the other side is ``desktop_widget._session.Session``)
---------------------------------------------------------------------------
-Everything secret travels over the owner's private pipes or in the process
-environment (``/proc/<pid>/environ`` is readable by its owner only), never on
-a command line, which every local user can read in ``/proc/<pid>/cmdline``.
-
-* Environment: the supervisor's own environment is the desktop's base
-  environment (the owner passes it with ``Popen(env=...)``).
-* Owner -> supervisor, standard input, one JSON object per line:
-
-  - first line, the configuration: ``xvnc`` (argv), ``session`` (argv or []),
-    ``cwd``, ``log``, ``rfb_socket``, ``timeout``, ``remove`` (paths),
-    ``persistent``, ``watch_pid``, ``idle_timeout``, ``activity`` (a file
-    whose mtime is the last use);
-  - then commands: ``{"cmd": "stop"}``; ``{"cmd": "restart-session", "ref": n}``;
-    ``{"cmd": "launch", "ref": n, "argv": [...], "env": {...}, "cwd": ..., "log": ...}``.
-    A command with a ``ref`` gets exactly one ``reply`` event with that ref;
-  - end-of-file: the owner is gone (a persistent desktop carries on).
-* Supervisor -> owner, standard output, one JSON object per line with an ``event``:
-
-  - ``ready`` (``display``, ``xvnc_pid``, ``banner``), once;
-  - ``reply`` (``ref``, ``ok``, and ``message`` if not ok, ``pid`` if ok);
-  - ``session-started`` (``pid``), ``session-exited`` (``code``),
-    ``app-exited`` (``pid``, ``code``), ``xvnc-exited`` (``code``, ``log``), ``idle``;
-  - ``error`` (``message``, ``log``): the desktop did not start, or the
-    supervisor failed; teardown follows;
-  - ``stopped`` (``reason``: stop, owner-gone, server-gone, idle, xvnc-exited,
-    signal, error), last, after the teardown.
-* Signals, from processes that attached to the desktop (they hold no pipe):
-  SIGTERM or SIGHUP stop it, SIGUSR1 restarts the session.
-
-Spares change owner once
-------------------------
-A spare (``spare`` in the configuration; started ahead of time by the server
-extension, see ``desktop_widget._spare``) also listens on ``owner_socket``, a
-0600 unix socket in the desktop's 0700 directory (only this user can reach it,
-and the peer's uid is checked too), and marks itself free with the file
-``spare_marker``. A kernel connects and writes ``{"cmd": "claim"}``. The
-supervisor accepts one connection at a time, so the first claim wins and any
-other gets ``{"event": "taken"}``: two kernels never share a spare, and a
-claimant that dies halfway leaves no lock or renamed file behind. The winner
-gets ``claimed`` (``display``, ``xvnc_pid``, ``supervisor_pid``); the server
-gets ``claimed`` on its pipe (it starts a replacement); the listener and the
-marker go, and the connection becomes the ``Owner``: commands in, events out,
-end-of-file tears the desktop down exactly as for a kernel-started desktop.
-The server's pipe no longer counts. A spare started at low priority
-(``nice``) gets normal priority back when claimed.
+The owner protocol (JSON lines over the owner's pipes, and how a spare changes
+owner) is described in ``_owner``; the process-tree helpers are in ``_proctree``
+and the root painting in ``_xroot``: standard-library modules next to this file,
+loaded by path (run with ``python -I``, the package itself is not importable).
 """
 
 from __future__ import annotations
@@ -79,79 +36,27 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import BinaryIO
+from importlib.util import module_from_spec, spec_from_file_location
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._owner import Owner
+
+
+def _sibling(name: str) -> ModuleType:
+    """A standard-library module next to this file (run by path with ``-I``, the package is not on sys.path)."""
+    spec = spec_from_file_location(name, os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_owner, _proctree, _xroot = _sibling("_owner"), _sibling("_proctree"), _sibling("_xroot")
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class Owner:
-    """The owner's end of the protocol: JSON lines in on ``fd``, JSON events out on ``out``.
-
-    The one place that reads commands and writes events, so that the owner's
-    channel can be replaced (e.g. a new owner on another connection) in one place.
-    """
-
-    def __init__(self, fd: int, out: BinaryIO) -> None:
-        self.fd = fd
-        self.out = out
-        self.closed = False
-        self._buffer = b""
-
-    def emit(self, event: str, **fields: object) -> None:
-        fields["event"] = event
-        try:
-            self.out.write(json.dumps(fields).encode() + b"\n")
-            self.out.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            pass  # the owner is gone; teardown proceeds regardless
-
-    def read(self) -> list[dict]:
-        """The complete commands readable now (call when ``fd`` is readable); sets ``closed`` at end-of-file."""
-        try:
-            chunk = os.read(self.fd, 1 << 16)
-        except BlockingIOError:
-            chunk = None
-        except OSError:
-            chunk = b""
-        if chunk == b"":
-            self.closed = True
-        elif chunk:
-            self._buffer += chunk
-        return self.buffered()
-
-    def buffered(self) -> list[dict]:
-        """The complete commands already read (e.g. sent right after the configuration)."""
-        *lines, self._buffer = self._buffer.split(b"\n")
-        commands = []
-        for line in lines:
-            try:
-                command = json.loads(line)
-            except ValueError:
-                command = None
-            if isinstance(command, dict):
-                commands.append(command)
-            elif line.strip():
-                self.emit("reply", ref=None, ok=False, message=f"not a JSON command: {line[:80]!r}")
-        return commands
-
-    def read_config(self, timeout: float) -> dict:
-        """The first line: the configuration."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                raise TimeoutError("the owner sent no configuration")
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                raise EOFError("the owner closed the pipe before sending the configuration")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        config = json.loads(line)
-        if not isinstance(config, dict):
-            raise ValueError("the configuration is not a JSON object")
-        return config
 
 
 #: A waiting spare's children run at this nice value (0 once it is claimed). The
@@ -165,177 +70,6 @@ def _child_setup() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if _child_nice:
         os.nice(_child_nice)
-
-
-def _proc_table() -> dict[int, int]:
-    """Map pid -> parent pid for every process we can see."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        table[int(entry)] = int(fields[1])
-    return table
-
-
-def _descendants(root: int) -> list[int]:
-    table = _proc_table()
-    children: dict[int, list[int]] = {}
-    for pid, ppid in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _reap() -> dict[int, int]:
-    """Collect every exited child; returns pid -> exit status."""
-    exited = {}
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return exited
-        if pid == 0:
-            return exited
-        exited[pid] = os.waitstatus_to_exitcode(status)
-
-
-def _signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def _mtime(path: str | None) -> float:
-    try:
-        return os.stat(path).st_mtime if path else 0.0
-    except OSError:
-        return 0.0
-
-
-def _log_tail(path: str, lines: int = 15) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _remove_ice_files(pids: set[int]) -> None:
-    """What XFCE's session manager leaves in /tmp when it does not exit by itself.
-
-    libICE listens on ``/tmp/.ICE-unix/<pid>`` and xfce4-session writes an
-    iceauth script ``/tmp/.xfsm-ICE-*`` naming that socket; both are ours
-    only if the pid was one of this desktop's processes.
-    """
-    uid = os.getuid()
-    for pid in pids:
-        path = f"/tmp/.ICE-unix/{pid}"
-        with contextlib.suppress(OSError):
-            if os.lstat(path).st_uid == uid:
-                os.unlink(path)
-    try:
-        names = [n for n in os.listdir("/tmp") if n.startswith(".xfsm-ICE-")]
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join("/tmp", name)
-        try:
-            if os.lstat(path).st_uid != uid:
-                continue
-            with open(path, "rb") as f:
-                text = f.read(65536)
-        except OSError:
-            continue
-        if any(f"/tmp/.ICE-unix/{pid} ".encode() in text for pid in pids):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-
-def _xauth_cookie(path: str) -> bytes | None:
-    """The MIT-MAGIC-COOKIE-1 in an Xauthority file (the first one: ours has one cookie)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    pos = 0
-    while pos + 2 <= len(data):
-        pos += 2  # family
-        fields = []
-        for _ in range(4):  # address, display number, auth name, auth data
-            (n,) = struct.unpack_from(">H", data, pos)
-            fields.append(data[pos + 2 : pos + 2 + n])
-            pos += 2 + n
-        if fields[2] == b"MIT-MAGIC-COOKIE-1":
-            return fields[3]
-    return None
-
-
-def _recv_exactly(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("the X server closed the connection")
-        data += chunk
-    return data
-
-
-def paint_root(display: int, xauthority: str, rgb: int, timeout: float = 2.0) -> socket.socket:
-    """Give the X root window a background colour, and return the connection (keep it open).
-
-    The X server's root is black until the session draws its wallpaper, a second
-    later for XFCE; the first frames a view shows are then the desktop's colour
-    instead. A few bytes of the core protocol (connection setup, ChangeWindowAttributes,
-    ClearArea, then a GetInputFocus round trip so that it is done before "ready"),
-    so that the supervisor stays standard-library only. The connection is held
-    until the end: the X server resets (and blackens the root) when its last
-    client leaves.
-    """
-    cookie = _xauth_cookie(xauthority) or b""
-    name = b"MIT-MAGIC-COOKIE-1" if cookie else b""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout)
-        s.connect(f"/tmp/.X11-unix/X{display}")
-        setup = struct.pack("<BxHHHHxx", 0x6C, 11, 0, len(name), len(cookie))
-        s.sendall(setup + name + b"\0" * (-len(name) % 4) + cookie + b"\0" * (-len(cookie) % 4))
-        head = _recv_exactly(s, 8)
-        body = _recv_exactly(s, struct.unpack_from("<H", head, 6)[0] * 4)
-        if head[0] != 1:
-            raise ConnectionError(f"the X server refused the connection: {body[: head[1]]!r}")
-        vendor_len, _, _, n_formats = struct.unpack_from("<HHBB", body, 16)
-        screen = 32 + vendor_len + (-vendor_len % 4) + 8 * n_formats
-        (root,) = struct.unpack_from("<I", body, screen)
-        change = struct.pack("<BxHIII", 2, 4, root, 0x2, rgb)  # ChangeWindowAttributes, CWBackPixel
-        clear = struct.pack("<BBHIhhHH", 61, 0, 4, root, 0, 0, 0, 0)  # ClearArea, whole window
-        sync = struct.pack("<BxH", 43, 1)  # GetInputFocus: its reply means the above are done
-        s.sendall(change + clear + sync)
-        while True:
-            packet = _recv_exactly(s, 32)
-            if packet[0] == 0:
-                raise ConnectionError(f"X error {packet[1]} painting the root window")
-            if packet[0] == 1:
-                break
-        s.settimeout(None)
-        return s
-    except BaseException:
-        s.close()
-        raise
 
 
 class Supervisor:
@@ -467,7 +201,9 @@ class Supervisor:
     def paint_root(self) -> None:
         """The desktop's background colour from the first frame on (best effort: black is no failure)."""
         try:
-            self.root_painter = paint_root(self.display, self.env.get("XAUTHORITY", ""), self.config["root_colour"])
+            self.root_painter = _xroot.paint_root(
+                self.display, self.env.get("XAUTHORITY", ""), self.config["root_colour"]
+            )
         except (OSError, ConnectionError, struct.error) as exc:
             with open(self.log_path, "a") as log:
                 log.write(f"desktop_widget: could not paint the root window: {exc}\n")
@@ -506,7 +242,7 @@ class Supervisor:
             return False
         conn.settimeout(None)
         self.owner.emit("claimed")  # to the server, on its pipe: it starts a replacement
-        self.owner = Owner(conn.fileno(), conn.makefile("wb"))
+        self.owner = _owner.Owner(conn.fileno(), conn.makefile("wb"))
         self._owner_conn = conn  # kept open with the Owner's file
         self.claimed = True
         self.claim_listener.close()
@@ -517,7 +253,7 @@ class Supervisor:
         global _child_nice
         _child_nice = 0
         if self.config.get("nice"):  # normal priority again, for the whole tree (_spare.can_unnice)
-            for pid in _descendants(os.getpid()):
+            for pid in _proctree.descendants(os.getpid()):
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, pid, 0)
         self.owner.emit("claimed", display=self.display, xvnc_pid=self.xvnc.pid, supervisor_pid=os.getpid())
@@ -572,7 +308,7 @@ class Supervisor:
                     self.paint_root()
                 self.start_session()
             except Exception as exc:
-                self.owner.emit("error", message=str(exc), log=_log_tail(self.log_path))
+                self.owner.emit("error", message=str(exc), log=_proctree.log_tail(self.log_path))
                 self._stop("error")
                 return 1
             self.owner.emit("ready", display=self.display, xvnc_pid=self.xvnc.pid, banner=banner)
@@ -592,10 +328,10 @@ class Supervisor:
 
     def collect(self) -> None:
         """Reap exited children and tell the owner about the ones it cares about."""
-        for pid, code in _reap().items():
+        for pid, code in _proctree.reap().items():
             if self.xvnc and pid == self.xvnc.pid:
                 self.xvnc.returncode = code
-                self.owner.emit("xvnc-exited", code=code, log=_log_tail(self.log_path))
+                self.owner.emit("xvnc-exited", code=code, log=_proctree.log_tail(self.log_path))
                 self._stop("xvnc-exited")
             elif self.session and pid == self.session.pid:
                 self.session.returncode = code
@@ -653,7 +389,7 @@ class Supervisor:
                     watched.remove(owner.fd)
                     if not self.config.get("persistent"):
                         self._stop("owner-gone")
-            if idle_timeout and time.time() - max(started, _mtime(activity)) > idle_timeout:
+            if idle_timeout and time.time() - max(started, _proctree.mtime(activity)) > idle_timeout:
                 self.owner.emit("idle")
                 self._stop("idle")
 
@@ -665,41 +401,41 @@ class Supervisor:
         if self.root_painter is not None:
             self.root_painter.close()
         try:
-            members = set(_descendants(me))
+            members = set(_proctree.descendants(me))
             # The session first so that it does not see the X server vanish and
             # complain; everything else, daemons and programs included, right after.
             if self.session and self.session.returncode is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.session.pid, signal.SIGTERM)
-            _signal_all(_descendants(me), signal.SIGTERM)
+            _proctree.signal_all(_proctree.descendants(me), signal.SIGTERM)
             grace = time.monotonic() + 2.0
             while time.monotonic() < grace:
                 self._reap_quietly()
-                if not _descendants(me):
+                if not _proctree.descendants(me):
                     break
                 time.sleep(0.01)
         finally:
             # Whatever is left (or was born meanwhile) is killed outright.
             for _ in range(50):
-                left = _descendants(me)
+                left = _proctree.descendants(me)
                 if not left:
                     break
                 members.update(left)
-                _signal_all(left, signal.SIGKILL)
+                _proctree.signal_all(left, signal.SIGKILL)
                 time.sleep(0.01)
                 self._reap_quietly()
             self.cleanup_files(members)
 
     def _reap_quietly(self) -> None:
         """Reap during teardown: only programs' exits are news to the owner."""
-        for pid, code in _reap().items():
+        for pid, code in _proctree.reap().items():
             if pid in self.apps:
                 self.apps.pop(pid).returncode = code
                 self.owner.emit("app-exited", pid=pid, code=code)
 
     def cleanup_files(self, members: set[int]) -> None:
         with contextlib.suppress(OSError):
-            _remove_ice_files(members)
+            _proctree.remove_ice_files(members)
         # Xvnc removes its socket (and lock, if it made one) on SIGTERM, not when killed.
         if self.display is not None and self.xvnc is not None:
             lock = f"/tmp/.X{self.display}-lock"
@@ -712,7 +448,7 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     os.unlink(lock)
             if self.x_socket is not None:
-                _remove_dead_socket(*self.x_socket)
+                _proctree.remove_dead_socket(*self.x_socket)
         for path in self.config.get("remove", []):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
@@ -721,29 +457,8 @@ class Supervisor:
                     os.unlink(path)
 
 
-def _remove_dead_socket(path: str, dev: int, ino: int) -> None:
-    """Remove the unix socket at ``path`` if it is still the file we saw and nobody listens on it."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return
-    if (st.st_dev, st.st_ino) != (dev, ino):
-        return  # another X server took the display since
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(path)
-        except ConnectionRefusedError:
-            pass
-        except OSError:
-            return
-        else:
-            return  # someone listens: not ours to remove
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
 def main() -> int:
-    owner = Owner(sys.stdin.fileno(), sys.stdout.buffer)
+    owner = _owner.Owner(sys.stdin.fileno(), sys.stdout.buffer)
     try:
         config = owner.read_config(timeout=60)
     except (OSError, ValueError, EOFError) as exc:

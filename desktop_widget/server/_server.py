@@ -17,9 +17,10 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import ioloop, web, websocket
 
-from . import _auth, _launcher, _registry, _spare
-from ._errors import DesktopError
-from ._session import touch
+from .. import _registry, _spare
+from .._errors import DesktopError
+from .._session import touch
+from . import _auth, _launcher
 
 log = logging.getLogger(__name__)
 

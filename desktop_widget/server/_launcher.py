@@ -20,14 +20,15 @@ from jupyter_server.base.handlers import APIHandler, FileFindHandler, JupyterHan
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from . import _auth, _options, _registry
-from ._errors import DesktopError, DesktopStopped
-from ._page import page_html
-from ._session import AttachedSession, Session
+from .. import _options, _registry
+from .._attached import AttachedSession
+from .._errors import DesktopError, DesktopStopped
+from .._page import STATIC, page_html
+from .._session import Session
+from . import _auth
 
 NAME = "launcher"
-_STATIC = Path(__file__).with_name("static")
-_ICON = Path(__file__).with_name("icons") / "desktop.svg"
+_ICON = Path(__file__).parents[1] / "icons" / "desktop.svg"
 
 
 class LauncherDesktop:
@@ -171,7 +172,7 @@ def handlers(base_url: str) -> list[tuple]:
         (url_path_join(base_url, r"desktop/?"), DesktopPageHandler),
         (url_path_join(base_url, r"desktop/api/state"), DesktopAPIHandler),
         (url_path_join(base_url, r"desktop/api/(start|stop)"), DesktopAPIHandler),
-        (url_path_join(base_url, r"desktop/static/(.*)"), StaticHandler, {"path": str(_STATIC)}),
+        (url_path_join(base_url, r"desktop/static/(.*)"), StaticHandler, {"path": str(STATIC)}),
     ]
 
 

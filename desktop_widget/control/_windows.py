@@ -15,9 +15,9 @@ from Xlib.display import Display
 from Xlib.ext import res
 from Xlib.protocol import event
 
+from .._errors import DesktopError, DesktopStopped
+from .._options import check_seconds
 from . import _screen
-from ._errors import DesktopError, DesktopStopped
-from ._options import check_seconds
 
 if TYPE_CHECKING:
     from PIL import Image

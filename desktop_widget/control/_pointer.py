@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from contextlib import AbstractContextManager
+from typing import Any
+
 from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import xtest
+
+from . import _screen
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
 _FLUSH_EVERY = 128  # requests; python-xlib joins its whole send queue byte string by byte string
@@ -35,6 +41,71 @@ def check_pair(name: str, point: object, screen: tuple[int, int]) -> tuple[int, 
     if not isinstance(point, (tuple, list)) or len(point) != 2:
         raise TypeError(f"{name} must be an (x, y) pair of ints; got {point!r}")
     return check_point(*point, screen)
+
+
+def check_positive(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return value
+
+
+def check_wheel(dy: object, dx: object) -> None:
+    for name, value in (("dy", dy), ("dx", dx)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int (wheel clicks); got {value!r}")
+
+
+def at(conn: Display, x: int | None, y: int | None) -> tuple[int, int]:
+    """``(x, y)`` checked against the screen, or where the pointer is when both are None."""
+    if x is None and y is None:
+        return position(conn)
+    return check_point(x, y, _screen.size(conn))
+
+
+def click_at(
+    conn: Display, x: int | None, y: int | None, button: int, count: int, holding: AbstractContextManager[Any]
+) -> None:
+    """Move to ``(x, y)`` (or stay) and click ``count`` times, with ``holding`` (keys held) around it."""
+    point = at(conn, x, y)
+    with holding:
+        move(conn, *point)
+        click(conn, button, count)
+    conn.sync()
+
+
+def press_at(conn: Display, x: int | None, y: int | None, button: int, down: bool) -> None:
+    """Move to ``(x, y)`` (or stay) and press (``down``) or release ``button``."""
+    point = at(conn, x, y)
+    move(conn, *point)
+    (press if down else release)(conn, button)
+    conn.sync()
+
+
+def scroll_at(
+    conn: Display, x: int | None, y: int | None, dy: int, dx: int, holding: AbstractContextManager[Any]
+) -> None:
+    if x is not None or y is not None:
+        move(conn, *at(conn, x, y))
+    with holding:
+        scroll(conn, dy, dx)
+    conn.sync()
+
+
+def drag(conn: Display, start: object, end: object, button: int, steps: int, duration: float) -> None:
+    """``Desktop.drag``: the button is released however the moves end."""
+    size = _screen.size(conn)
+    x0, y0 = check_pair("start", start, size)
+    x1, y1 = check_pair("end", end, size)
+    move(conn, x0, y0)
+    press(conn, button)
+    try:
+        for i in range(1, steps + 1):
+            conn.sync()
+            time.sleep(duration / steps)
+            move(conn, x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps)
+    finally:
+        release(conn, button)
+        conn.sync()
 
 
 def move(conn: Display, x: int, y: int) -> None:

@@ -26,7 +26,7 @@ from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import damage
 
-from . import _options
+from .. import _options
 
 Box = tuple[int, int, int, int]
 #: How many grey-level candidates are checked in colour.

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import _keynames
+from ..control import _keynames
 
 #: The tool versions this adapter speaks; ``computer_20251124`` adds ``zoom``.
 VERSIONS = ("computer_20251124", "computer_20250124")

@@ -30,7 +30,8 @@ def module(name: str, package: str) -> types.ModuleType:
         mod = importlib.util.module_from_spec(spec)
         sys.modules[full] = mod
         spec.loader.exec_module(mod)
-        setattr(sys.modules[package], full.rpartition(".")[2], mod)
+        parent, _, leaf = full.rpartition(".")
+        setattr(sys.modules[parent], leaf, mod)
         return mod
 
 

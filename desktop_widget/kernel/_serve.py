@@ -23,17 +23,15 @@ import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from websockify.websocketproxy import LibProxyServer, ProxyRequestHandler
 
-from ._page import page_html
-from ._session import touch
+from .._page import STATIC, page_html
+from .._session import touch
 
 log = logging.getLogger(__name__)
 
-_STATIC = Path(__file__).with_name("static")
 #: The built files the page loads, and their types; nothing else is served.
 _FILES = {
     "page.js": "text/javascript; charset=utf-8",
@@ -70,7 +68,7 @@ class _Handler(ProxyRequestHandler):
         if rest == "":
             self._send(page_html(self.server.config, "", title=self.server.title).encode(), "text/html; charset=utf-8")
         elif rest in _FILES:
-            self._send((_STATIC / rest).read_bytes(), _FILES[rest])
+            self._send((STATIC / rest).read_bytes(), _FILES[rest])
         elif rest == _SOCKET:
             # The view asks here why a WebSocket did not open.
             if os.path.exists(self.server.unix_target):

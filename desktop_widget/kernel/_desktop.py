@@ -3,43 +3,38 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import os
 import re
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _keynames, _lazy, _options, _registry, _spare
-from ._errors import DesktopError, DesktopStopped
-from ._options import DEFAULT_FRAME_RATE, ViewOptions
-from ._resources import Resources, shutdown
-from ._session import AttachedSession, Session, recorded_options
+from .. import _options, _registry
+from .._attached import AttachedSession
+from .._options import DEFAULT_FRAME_RATE, ViewOptions
+from .._session import Session
+from ..control import _keynames
+from . import _lazy, _lifecycle
+from ._resources import Resources
 
 if TYPE_CHECKING:
+    from ..control._windows import Window
     from ._widget import DesktopView
-    from ._windows import Window
 
 # The heavy ones (anywidget, python-xlib, Pillow) load while the first Xvnc starts: see _lazy.
-_apps = _lazy.module("._apps", __package__)
+_apps = _lazy.module(".._apps", __package__)
 _bundle = _lazy.module("._bundle", __package__)
-_pointer = _lazy.module("._pointer", __package__)
+_pointer = _lazy.module("..control._pointer", __package__)
 _record = _lazy.module("._record", __package__)
-_rfb = _lazy.module("._rfb", __package__)
-_screen = _lazy.module("._screen", __package__)
+_rfb = _lazy.module("..control._rfb", __package__)
+_screen = _lazy.module("..control._screen", __package__)
 _snapshot = _lazy.module("._snapshot", __package__)
 _vision = _lazy.module("._vision", __package__)
 _widget = _lazy.module("._widget", __package__)
-_windows = _lazy.module("._windows", __package__)
-_x = _lazy.module("._x", __package__)
+_windows = _lazy.module("..control._windows", __package__)
+_x = _lazy.module("..control._x", __package__)
 
 log = logging.getLogger(__name__)
-
-#: The size of the last primary view in this process: a new desktop starts at
-#: it, so that the view does not have to resize it (and XFCE draw twice).
-_last_view_size: list[tuple[int, int]] = []
 
 
 class _ViewTrait:
@@ -97,15 +92,10 @@ class Desktop:
         idle_timeout: float | None = None,
         opengl: bool = True,
     ) -> None:
-        if scale is None:
-            # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
-            scale = geometry is not None
-        asked_geometry = geometry
-        if geometry is None:
-            geometry = _last_view_size[-1] if _last_view_size else _options.Options.geometry
-        options = _options.check_options(
+        found, view, owned = _lifecycle.open_desktop(
             geometry=geometry,
             session=session,
+            view=ViewOptions(view_only, scale, height, quality, compression, transport),  # type: ignore[arg-type]  # scale None: by geometry
             frame_rate=frame_rate,
             cwd=cwd,
             env=env,
@@ -115,54 +105,7 @@ class Desktop:
             idle_timeout=idle_timeout,
             opengl=opengl,
         )
-        # Checked before anything starts so that bad view arguments fail early.
-        view_args = _options.check_view(view_only, scale, height, quality, compression, transport)
-        asked = {
-            "session_command": session != "auto",
-            "opengl": not opengl,
-            "geometry": asked_geometry is not None,
-            "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
-            "cwd": cwd is not None,
-            "env_sha256": bool(env),
-            "persistent": persistent,
-            "idle_timeout": idle_timeout is not None,
-        }
-        if not options.name:
-            # The defaults: a spare the server keeps ready, if there is one (see _spare).
-            claimed = None if any(asked.values()) else _spare.claim(options)
-            if claimed is not None:
-                self._adopt(claimed, _widget.DesktopView(**view_args), owned=True)
-                return
-            self._start(options, view_args)
-            return
-        view = _widget.DesktopView(**view_args)
-        # Get-or-create, as one step for every process of this user (two kernels
-        # asking at once get one desktop).
-        with _registry.name_lock(options.name):
-            existing = _registry.verified(options.name)
-            if existing is None or existing.name != options.name:
-                self._start(options, view_args)
-                return
-            # The desktop of that name is already running somewhere.
-            wanted = recorded_options(
-                options, _options.session_command(options.session) if asked["session_command"] else []
-            )
-            _check_same_options(existing, wanted, [k for k, v in asked.items() if v])
-            attached = AttachedSession(existing)
-        view.scale = True
-        self._adopt(attached, view, owned=False)
-
-    def _start(self, options: _options.Options, view_args: dict[str, Any]) -> None:
-        session = Session(options)
-        views: list[DesktopView] = []
-
-        def while_xvnc_starts() -> None:
-            # The first Desktop() of a kernel imports its view and X stack here, in parallel with Xvnc.
-            _lazy.load(_widget, _x, _snapshot, _screen, _pointer, _windows, _apps, _record, _rfb)
-            views.append(_widget.DesktopView(**view_args))
-
-        session.start(while_starting=while_xvnc_starts)
-        self._adopt(session, views[0], owned=True)
+        self._adopt(found, view, owned)
 
     @classmethod
     def attach(
@@ -180,32 +123,16 @@ class Desktop:
         only if :meth:`stop` is called. Views of an attached desktop scale by
         default, so that they do not resize the owner's screen.
         """
-        info = _registry.verified(id_or_name)
-        if info is None:
-            running = ", ".join(f"{i.id} ({i.name or i.display})" for i in _registry.list_entries()) or "none"
-            raise DesktopError(f"no running desktop {id_or_name!r}; running now: {running}")
+        attached = _lifecycle.attach(id_or_name)
         view = _widget.DesktopView(view_only=view_only, scale=scale, height=height, transport=transport)
         desktop = cls.__new__(cls)
-        desktop._adopt(AttachedSession(info), view, owned=False)
+        desktop._adopt(attached, view, owned=False)
         return desktop
 
     def _adopt(self, session: Session | AttachedSession, view: DesktopView, owned: bool) -> None:
-        self._session = session
-        self._owned = owned
+        self._session, self._owned, self.view = session, owned, view
         self._resources = Resources(session)
-        self.view = view
-        with view.hold_trait_notifications():
-            view._desktop_id = session.id
-            view._ws_path = _registry.ws_path(session.id)
-            view._set_status(session.state)
-        session.on_state(view._set_status)
-        view.observe(_remember_view_size, "_view_size")
-        self._resources.frames = _snapshot.LastFrame(view, session.display, session.xauthority)
-        if owned and not session.options.persistent:
-            self._finalizer = weakref.finalize(self, shutdown, session, self._resources)
-        else:
-            # Attached or persistent: going away here must not stop the desktop.
-            self._finalizer = weakref.finalize(self, self._resources.release)
+        self._finalizer = _lifecycle.adopt(self, session, view, self._resources, owned)
 
     # -- identity ----------------------------------------------------------
     @property
@@ -277,12 +204,6 @@ class Desktop:
         """The kernel's X connection to this desktop, one user at a time (see ``_resources``)."""
         return self._resources.x()
 
-    def _connect(self, deadline: float | None = None) -> Any:
-        return self._resources.connect(deadline)
-
-    def _keyboard(self, conn: Any) -> Any:
-        return self._resources.keyboard_on(conn)
-
     # -- keyboard ------------------------------------------------------------
     def key(self, *combos: str) -> None:
         """Press key combinations in order: ``d.key("ctrl+alt+t")``, ``d.key("ctrl+c", "ctrl+v")``.
@@ -290,15 +211,13 @@ class Desktop:
         Names are X keysym names or common aliases (ctrl, alt, shift, super,
         enter, esc, tab, f1, ...), case-insensitive.
         """
-        with self._x() as conn:
-            self._keyboard(conn).key(*combos)
-            conn.sync()
+        with self._resources.keys() as keyboard:
+            keyboard.key(*combos)
 
     def key_down(self, name: str) -> None:
         """Hold a key down until :meth:`key_up` (e.g. shift while clicking)."""
-        with self._x() as conn:
-            self._keyboard(conn).key_down(name)
-            conn.sync()
+        with self._resources.keys() as keyboard:
+            keyboard.key_down(name)
 
     def hold_key(self, name: str, seconds: float = 1.0) -> None:
         """Hold a key (or combo, ``"ctrl+shift"``) down for ``seconds``, then release it."""
@@ -311,18 +230,16 @@ class Desktop:
             self.key_up(name)
 
     def key_up(self, name: str) -> None:
-        with self._x() as conn:
-            self._keyboard(conn).key_up(name)
-            conn.sync()
+        with self._resources.keys() as keyboard:
+            keyboard.key_up(name)
 
     def type(self, text: str, delay: float = 0.0) -> None:
         """Type any Unicode text, whatever the desktop's keyboard layout; newlines and tabs as keys."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str; got {type(text).__name__}")
         delay = _options.check_seconds("delay", delay, most=60)
-        with self._x() as conn:
-            self._keyboard(conn).type(text, delay=delay)
-            conn.sync()
+        with self._resources.keys() as keyboard:
+            keyboard.type(text, delay=delay)
 
     # -- pointer -------------------------------------------------------------
     @property
@@ -331,14 +248,9 @@ class Desktop:
         with self._x() as conn:
             return _pointer.position(conn)
 
-    def _point(self, conn: Any, x: int | None, y: int | None) -> tuple[int, int]:
-        if x is None and y is None:
-            return _pointer.position(conn)
-        return _pointer.check_point(x, y, _screen.size(conn))
-
     def move(self, x: int, y: int) -> None:
         with self._x() as conn:
-            _pointer.move(conn, *self._point(conn, x, y))
+            _pointer.move(conn, *_pointer.at(conn, x, y))
             conn.sync()
 
     def click(
@@ -354,16 +266,10 @@ class Desktop:
         ``modifiers`` are keys held during the clicks: ``modifiers=["ctrl"]``,
         ``"ctrl+shift"``. Buttons: left, middle, right, back, forward, or 1-9.
         """
-        number = _pointer.button_number(button)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ValueError(f"count must be a positive int; got {count!r}")
+        number, count = _pointer.button_number(button), _pointer.check_positive("count", count)
         held = _keynames.modifier_keys(modifiers)
         with self._x() as conn:
-            point = self._point(conn, x, y)
-            with self._holding(conn, held):
-                _pointer.move(conn, *point)
-                _pointer.click(conn, number, count)
-            conn.sync()
+            _pointer.click_at(conn, x, y, number, count, self._holding(conn, held))
 
     def double_click(
         self, x: int | None = None, y: int | None = None, button: str | int = "left", modifiers: Any = None
@@ -387,25 +293,19 @@ class Desktop:
         """Press ``button`` (at ``(x, y)`` if given) and keep it down until :meth:`mouse_up`."""
         number = _pointer.button_number(button)
         with self._x() as conn:
-            point = self._point(conn, x, y)
-            _pointer.move(conn, *point)
-            _pointer.press(conn, number)
-            conn.sync()
+            _pointer.press_at(conn, x, y, number, down=True)
             self._resources.buttons.add(number)
 
     def mouse_up(self, x: int | None = None, y: int | None = None, button: str | int = "left") -> None:
         """Release ``button`` (after moving to ``(x, y)`` if given)."""
         number = _pointer.button_number(button)
         with self._x() as conn:
-            point = self._point(conn, x, y)
-            _pointer.move(conn, *point)
-            _pointer.release(conn, number)
-            conn.sync()
+            _pointer.press_at(conn, x, y, number, down=False)
             self._resources.buttons.discard(number)
 
     def _holding(self, conn: Any, keysyms: list[int]) -> Any:
         """Keys held down for the block (released after it, also when it fails)."""
-        return self._keyboard(conn).holding(keysyms) if keysyms else contextlib.nullcontext()
+        return self._resources.keyboard_on(conn).holding(keysyms) if keysyms else contextlib.nullcontext()
 
     def drag(
         self,
@@ -420,24 +320,10 @@ class Desktop:
         The pauses matter: toolkits merge motion events that arrive together,
         and drag-and-drop code often waits for several of them.
         """
-        number = _pointer.button_number(button)
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be a positive int; got {steps!r}")
+        number, steps = _pointer.button_number(button), _pointer.check_positive("steps", steps)
         duration = _options.check_seconds("duration", duration, most=3600)
         with self._x() as conn:
-            size = _screen.size(conn)
-            x0, y0 = _pointer.check_pair("start", start, size)
-            x1, y1 = _pointer.check_pair("end", end, size)
-            _pointer.move(conn, x0, y0)
-            _pointer.press(conn, number)
-            try:
-                for i in range(1, steps + 1):
-                    conn.sync()
-                    time.sleep(duration / steps)
-                    _pointer.move(conn, x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps)
-            finally:
-                _pointer.release(conn, number)
-                conn.sync()
+            _pointer.drag(conn, start, end, number, steps, duration)
 
     def scroll(
         self,
@@ -451,16 +337,10 @@ class Desktop:
 
         ``d.scroll(dx=-3)`` scrolls left; ``modifiers=["ctrl"]`` zooms in many apps.
         """
-        for name, value in (("dy", dy), ("dx", dx)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int (wheel clicks); got {value!r}")
+        _pointer.check_wheel(dy, dx)
         held = _keynames.modifier_keys(modifiers)
         with self._x() as conn:
-            if x is not None or y is not None:
-                _pointer.move(conn, *self._point(conn, x, y))
-            with self._holding(conn, held):
-                _pointer.scroll(conn, dy, dx)
-            conn.sync()
+            _pointer.scroll_at(conn, x, y, dy, dx, self._holding(conn, held))
 
     # -- applications ----------------------------------------------------------
     def launch(self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> _apps.App:
@@ -472,36 +352,7 @@ class Desktop:
         to ``app.log_path`` (``app.log()`` reads it). On a desktop this process
         owns, the desktop's supervisor starts it (see ``desktop_widget._apps``).
         """
-        self._require_running()
-        if env is not None:
-            _options.check_env(env, "launch(env=...)")
-        self._wait_for_window_manager()
-        full_env = _options.desktop_environ(self._session.options, self._session.xauthority)
-        full_env.update(self.env)
-        if env:
-            full_env.update(env)
-        argv, log_path = _apps.prepare(cmd, full_env, str(self._session.directory))
-        app = self._session.launch(argv, full_env, cwd or self._session.options.cwd, log_path)
-        with self._resources.lock:
-            self._resources.apps = [a for a in self._resources.apps if a.poll() is None] + [app]
-        return app
-
-    def _wait_for_window_manager(self, timeout: float = 5.0) -> None:
-        """Let the session's window manager come up before a program maps its window.
-
-        A window mapped while the manager starts may never be managed (no
-        frame, no focus); ``Desktop()`` does not wait for the manager itself
-        because most uses do not need it.
-        """
-        if not self._session.has_wm or self._resources.wm_seen:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._x() as conn:
-                if _windows.has_wm(conn):
-                    self._resources.wm_seen = True
-                    return
-            time.sleep(0.02)
+        return self._resources.launch(cmd, cwd, env)
 
     # -- windows -------------------------------------------------------------
     def windows(self) -> list[Window]:
@@ -529,8 +380,7 @@ class Desktop:
     def screenshot(self, region: tuple[int, int, int, int] | None = None) -> Any:
         """The screen (or ``region=(x, y, width, height)``) as a ``PIL.Image``; shows as a PNG in a notebook."""
         with self._x() as conn:
-            size = _screen.size(conn)
-            return _screen.grab(conn, (0, 0, *size) if region is None else _screen.check_region(region, size))
+            return _screen.grab(conn, _screen.box(conn, region))
 
     def snapshot(self) -> Any:
         """The desktop's last frame as a ``PIL.Image``: taken now if the desktop runs, else the one kept.
@@ -539,12 +389,7 @@ class Desktop:
         the live view (JPEG, at most 1280 px wide). It is also refreshed after
         each cell that changed the screen and when the desktop stops.
         """
-        if self._session.state in ("running", "session-exited") and self._resources.frames is not None:
-            self._resources.frames.refresh()
-        image = _snapshot.stored(self.view)
-        if image is None:
-            raise DesktopStopped(f"desktop {self.id} is {self.status} and no frame of it was kept")
-        return image
+        return self._resources.snapshot(self.view)
 
     def pixel(self, x: int, y: int) -> tuple[int, int, int]:
         """The ``(r, g, b)`` colour at ``(x, y)`` now."""
@@ -553,13 +398,12 @@ class Desktop:
 
     def _region(self, region: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
         with self._x() as conn:
-            size = _screen.size(conn)
-        return (0, 0, *size) if region is None else _screen.check_region(region, size)
+            return _screen.box(conn, region)
 
     def wait_until_stable(self, duration: float = 0.5, timeout: float = 10.0, region: tuple | None = None) -> None:
         """Return once the screen (or ``region``) has not changed for ``duration`` s; ``TimeoutError`` otherwise."""
         duration, timeout = _vision.check_seconds("duration", duration), _vision.check_seconds("timeout", timeout)
-        _vision.wait_until_stable(self._connect, self._region(region), duration, timeout)
+        _vision.wait_until_stable(self._resources.connect, self._region(region), duration, timeout)
 
     def locate(self, image: Any, region: tuple | None = None, confidence: float = 0.95) -> tuple | None:
         """Where ``image`` (a PIL image or a path) is on the screen: ``(x, y, w, h)``, or None."""
@@ -574,7 +418,7 @@ class Desktop:
         """Wait until ``image`` shows (looking again whenever the screen changes); its box, or ``TimeoutError``."""
         image, confidence = _vision.load_image(image), _vision.check_confidence(confidence)
         timeout = _vision.check_seconds("timeout", timeout)
-        return _vision.wait_for_image(self._connect, image, self._region(region), confidence, timeout)
+        return _vision.wait_for_image(self._resources.connect, image, self._region(region), confidence, timeout)
 
     def resize(self, width: int, height: int) -> None:
         """Change the X screen size; open views follow (and from now on scale, keeping this size)."""
@@ -589,15 +433,7 @@ class Desktop:
         Use it as ``with d.record("demo.mp4"):`` or ``rec = d.record(...)`` ... ``rec.stop()``;
         ``show_clicks`` rings every click. It stops with the desktop; shown in a notebook, it plays.
         """
-        out, fps, show_clicks = _record.check_path(path), _record.check_fps(fps), _record.check_show_clicks(show_clicks)
-        self._require_running()
-        connect = functools.partial(_x.connect, self.display, self._session.xauthority)
-        marker = _record.ClickMarker(connect) if show_clicks else None
-        env = _options.desktop_environ(self._session.options, self._session.xauthority)
-        rec = _record.Recording(out, self.display, env, os.getcwd(), str(self._session.directory), fps, marker)
-        with self._resources.lock:
-            self._resources.recordings = [r for r in self._resources.recordings if r.running] + [rec]
-        return rec
+        return self._resources.record(path, fps, show_clicks)
 
     # -- AI agents -------------------------------------------------------------
     def computer_tool(self, version: str = "computer_20251124", *, screenshot_after: bool = False) -> Any:
@@ -607,7 +443,7 @@ class Desktop:
         runs one action and returns the ``tool_result`` content blocks.
         Screenshots are scaled to fit in 1280x800 (aspect kept) and the
         agent's coordinates mapped back. No network and no model here: only
-        the adapter (see ``desktop_widget._computer``).
+        the adapter (see ``desktop_widget.kernel._computer``).
         """
         from ._computer import ComputerTool
 
@@ -627,40 +463,22 @@ class Desktop:
         (``False`` resizes the desktop to the window); ``view_only`` is a
         convenience of the page, not a permission.
         """
-        from ._serve import ViewServer
-
-        with self._resources.lock:
-            served = self._resources.served
-            if stop or (served is not None and not served.running):
-                self._resources.served = None
-                if served is not None:
-                    served.stop()
-                if stop:
-                    return None
-            self._require_running()
-            if self._resources.served is None:
-                self._resources.served = ViewServer(
-                    self.id, self.display, self._session.socket, scale=scale, view_only=view_only
-                )
-            return self._resources.served.url
+        return self._resources.serve(stop=stop, scale=scale, view_only=view_only)
 
     # -- clipboard -----------------------------------------------------------
     @property
     def clipboard(self) -> str:
         """The text of the desktop's CLIPBOARD selection ("" when empty)."""
         with self._x():
-            return self._clipboard().get()
+            return self._resources.clipboard_owner().get()
 
     @clipboard.setter
     def clipboard(self, text: str) -> None:
         if not isinstance(text, str):
             raise TypeError(f"the clipboard holds text; got {type(text).__name__}")
         with self._x():
-            self._clipboard().set(text)
+            self._resources.clipboard_owner().set(text)
         self.view.clipboard = text
-
-    def _clipboard(self) -> Any:
-        return self._resources.clipboard_owner()
 
     # -- environment ---------------------------------------------------------
     @contextlib.contextmanager
@@ -679,36 +497,3 @@ class Desktop:
             return f"<Desktop {self.id} {self.status}>"
         width, height = self.size
         return f"<Desktop {self.id} display={self.display} {width}x{height} {self.status}>"
-
-
-def _check_same_options(info: _registry.DesktopInfo, wanted: dict, asked: list[str]) -> None:
-    """Refuse options that the running desktop of that name was not started with.
-
-    Raised, not warned: code that asks for ``session="xfce"`` and silently
-    gets another kind of desktop fails later and far from the cause. Options
-    left at their defaults accept whatever the running desktop has.
-    """
-    have = info.options
-    differ = [k for k in asked if k in have and have[k] != wanted[k]]
-    if not differ:
-        return
-    # Shown as the caller wrote them: the session by name, the environment not at all.
-    shown = {"session_command": "session", "env_sha256": "env"}
-    details = ", ".join(
-        "env"
-        if k == "env_sha256"
-        else f"{shown.get(k, k)}={have[shown.get(k, k)]!r} (asked: {wanted[shown.get(k, k)]!r})"
-        for k in differ
-    )
-    raise DesktopError(
-        f"desktop {info.name!r} is already running with other options: {details}; "
-        f"leave those out to use it as it is (or Desktop.attach({info.name!r})), "
-        "or stop it first to start it again with yours"
-    )
-
-
-def _remember_view_size(change: dict) -> None:
-    size = change["new"]
-    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        with contextlib.suppress(ValueError, TypeError):
-            _last_view_size[:] = [_options.check_geometry(tuple(size))]

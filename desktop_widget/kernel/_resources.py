@@ -10,23 +10,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .. import _options
+from .._errors import DesktopStopped
+from .._session import touch
 from . import _lazy
-from ._errors import DesktopStopped
-from ._session import touch
 
 if TYPE_CHECKING:
-    from ._session import AttachedSession, Session
+    from .._attached import AttachedSession
+    from .._session import Session
 
-_apps = _lazy.module("._apps", __package__)
-_pointer = _lazy.module("._pointer", __package__)
+_apps = _lazy.module(".._apps", __package__)
+_pointer = _lazy.module("..control._pointer", __package__)
 _record = _lazy.module("._record", __package__)
 _snapshot = _lazy.module("._snapshot", __package__)
-_x = _lazy.module("._x", __package__)
+_windows = _lazy.module("..control._windows", __package__)
+_x = _lazy.module("..control._x", __package__)
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +119,17 @@ class Resources:
             "its X server is stopped or overloaded. The call was abandoned; the next one connects again."
         )
 
+    @contextlib.contextmanager
+    def keys(self) -> Iterator[Any]:
+        """The desktop's ``Keyboard`` for one call on the X connection; its requests are done when the block ends."""
+        with self.x() as conn:
+            yield self.keyboard_on(conn)
+            conn.sync()
+
     def keyboard_on(self, conn: Any) -> Any:
         """The desktop's ``Keyboard`` on ``conn`` (made at the first key call)."""
         if self.keyboard is None:
-            from ._keyboard import Keyboard
+            from ..control._keyboard import Keyboard
 
             # A second connection for RECORD: a partial over the session, not over anything holding the Desktop.
             second = functools.partial(_x.connect, self.session.display, self.session.xauthority)
@@ -128,10 +139,84 @@ class Resources:
     def clipboard_owner(self) -> Any:
         """The desktop's ``Clipboard`` (its own X connection, which owns the selection)."""
         if self.clipboard is None:
-            from ._clipboard import Clipboard
+            from ..control._clipboard import Clipboard
 
             self.clipboard = Clipboard(self.connect())
         return self.clipboard
+
+    def launch(self, cmd: str | list[str], cwd: str | None, env: dict[str, str] | None) -> Any:
+        """``Desktop.launch``: the program started by the session (its supervisor, or here, tied to it)."""
+        self.require_running()
+        if env is not None:
+            _options.check_env(env, "launch(env=...)")
+        self.wait_for_window_manager()
+        session = self.session
+        full_env = _options.desktop_environ(session.options, session.xauthority)
+        full_env.update(session.env)
+        if env:
+            full_env.update(env)
+        argv, log_path = _apps.prepare(cmd, full_env, str(session.directory))
+        app = session.launch(argv, full_env, cwd or session.options.cwd, log_path)
+        with self.lock:
+            self.apps = [a for a in self.apps if a.poll() is None] + [app]
+        return app
+
+    def wait_for_window_manager(self, timeout: float = 5.0) -> None:
+        """Let the session's window manager come up before a program maps its window.
+
+        A window mapped while the manager starts may never be managed (no
+        frame, no focus); ``Desktop()`` does not wait for the manager itself
+        because most uses do not need it.
+        """
+        if not self.session.has_wm or self.wm_seen:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.x() as conn:
+                if _windows.has_wm(conn):
+                    self.wm_seen = True
+                    return
+            time.sleep(0.02)
+
+    def snapshot(self, view: Any) -> Any:
+        """``Desktop.snapshot``: the last frame, taken now if the desktop runs."""
+        if self.session.state in ("running", "session-exited") and self.frames is not None:
+            self.frames.refresh()
+        image = _snapshot.stored(view)
+        if image is None:
+            raise DesktopStopped(f"desktop {self.session.id} is {self.session.state} and no frame of it was kept")
+        return image
+
+    def record(self, path: str, fps: int, show_clicks: bool) -> Any:
+        """``Desktop.record``: a running ``Recording``, stopped with the desktop."""
+        out, fps, show_clicks = _record.check_path(path), _record.check_fps(fps), _record.check_show_clicks(show_clicks)
+        self.require_running()
+        session = self.session
+        connect = functools.partial(_x.connect, session.display, session.xauthority)
+        marker = _record.ClickMarker(connect) if show_clicks else None
+        env = _options.desktop_environ(session.options, session.xauthority)
+        rec = _record.Recording(out, session.display, env, os.getcwd(), str(session.directory), fps, marker)
+        with self.lock:
+            self.recordings = [r for r in self.recordings if r.running] + [rec]
+        return rec
+
+    def serve(self, *, stop: bool, scale: bool, view_only: bool) -> str | None:
+        """``Desktop.serve``: the URL of the desktop's page (one server per desktop), or None once stopped."""
+        from ._serve import ViewServer
+
+        with self.lock:
+            served = self.served
+            if stop or (served is not None and not served.running):
+                self.served = None
+                if served is not None:
+                    served.stop()
+                if stop:
+                    return None
+            self.require_running()
+            if self.served is None:
+                session = self.session
+                self.served = ViewServer(session.id, session.display, session.socket, scale=scale, view_only=view_only)
+            return self.served.url
 
     def connection(self, connect: Callable[[], Any]) -> Any:
         """The X connection, opened (and the state a dropped one left behind repaired) if needed."""

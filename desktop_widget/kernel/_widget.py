@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
-from . import _registry
+from .. import _registry
+from .._errors import DesktopError
+from .._options import CSS_LENGTH, VIEW_TRANSPORTS, ViewOptions
+from .._page import STATIC
 from ._comm import CommTunnel
-from ._errors import DesktopError
-from ._options import CSS_LENGTH, VIEW_TRANSPORTS, ViewOptions
 
 log = logging.getLogger(__name__)
 
-_STATIC = Path(__file__).with_name("static")
-_BUNDLE = _STATIC / "widget.js"
+_BUNDLE = STATIC / "widget.js"
 
 # A checkout whose JS was never built would otherwise render an empty cell.
 _MISSING_BUNDLE = """
@@ -32,7 +31,7 @@ class DesktopView(anywidget.AnyWidget):
     """A live view of one desktop; several views of one desktop may be shown."""
 
     _esm = _BUNDLE if _BUNDLE.is_file() else _MISSING_BUNDLE
-    _css = _STATIC / "widget.css" if (_STATIC / "widget.css").is_file() else ""
+    _css = STATIC / "widget.css" if (STATIC / "widget.css").is_file() else ""
 
     _desktop_id = traitlets.Unicode().tag(sync=True)
     #: The route below the server's base URL; the page supplies the base URL.

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _apps
+from .. import _apps
 from ._clicks import ClickMarker
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Connections to a desktop's X server from the kernel, each with a deadline.
 
-python-xlib and libX11 (behind mss) read the cookie file from ``XAUTHORITY``
+python-xlib (and libX11, in programs such as ffmpeg) read the cookie file from ``XAUTHORITY``
 at connect time only, and one kernel may talk to several desktops with
 different cookies; so ``XAUTHORITY`` is set just for the moment of
 connecting, under a lock.

@@ -15,6 +15,12 @@ def size(conn: Display) -> tuple[int, int]:
     return geometry.width, geometry.height
 
 
+def box(conn: Display, region: object | None) -> Region:
+    """``region`` checked against the screen now, or the whole screen when None."""
+    width, height = size(conn)
+    return (0, 0, width, height) if region is None else check_region(region, (width, height))
+
+
 def check_region(region: object, screen: tuple[int, int]) -> Region:
     """``(x, y, width, height)`` inside the screen, or a ValueError saying what is off."""
     if (
