@@ -22,7 +22,7 @@ from Xlib import X
 from Xlib.ext import record, shape
 from Xlib.protocol import rq
 
-from . import _x
+from ..control import _x
 
 log = logging.getLogger(__name__)
 
