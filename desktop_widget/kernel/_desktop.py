@@ -93,9 +93,9 @@ class Desktop:
         opengl: bool = True,
     ) -> None:
         found, view, owned = _lifecycle.open_desktop(
+            ViewOptions(view_only, scale, height, quality, compression, transport),  # type: ignore[arg-type]  # scale None: by geometry
             geometry=geometry,
             session=session,
-            view=ViewOptions(view_only, scale, height, quality, compression, transport),  # type: ignore[arg-type]  # scale None: by geometry
             frame_rate=frame_rate,
             cwd=cwd,
             env=env,

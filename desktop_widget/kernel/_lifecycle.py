@@ -36,51 +36,31 @@ last_view_size: list[tuple[int, int]] = []
 Found = tuple[Session | AttachedSession, Any, bool]  # the session, its view, and whether this process owns it
 
 
-def open_desktop(
-    *,
-    geometry: tuple[int, int] | None,
-    session: str,
-    view: ViewOptions,
-    frame_rate: int,
-    cwd: str | None,
-    env: dict[str, str] | None,
-    timeout: float,
-    name: str | None,
-    persistent: bool,
-    idle_timeout: float | None,
-    opengl: bool,
-) -> Found:
-    """The session and view for ``Desktop(...)``'s arguments; bad ones fail before anything starts."""
+def open_desktop(view: ViewOptions, **request: Any) -> Found:
+    """The session and view for ``Desktop(...)``'s arguments (``request``: those of ``check_options``, by name).
+
+    Bad ones fail before anything starts.
+    """
+    geometry = request["geometry"]
     scale = view.scale
     if scale is None:
         # A size asked for is kept (views scale it); otherwise the view sizes the desktop.
         scale = geometry is not None
-    asked_geometry = geometry
     if geometry is None:
         geometry = last_view_size[-1] if last_view_size else _options.Options.geometry
-    options = _options.check_options(
-        geometry=geometry,
-        session=session,
-        frame_rate=frame_rate,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-        name=name,
-        persistent=persistent,
-        idle_timeout=idle_timeout,
-        opengl=opengl,
-    )
+    options = _options.check_options(**{**request, "geometry": geometry})
     # Checked before anything starts so that bad view arguments fail early.
     view_args = _options.check_view(view.view_only, scale, view.height, view.quality, view.compression, view.transport)
+    # Which options the caller set (a running desktop of that name must have them; a spare has none).
     asked = {
-        "session_command": session != "auto",
-        "opengl": not opengl,
-        "geometry": asked_geometry is not None,
-        "frame_rate": frame_rate != DEFAULT_FRAME_RATE,
-        "cwd": cwd is not None,
-        "env_sha256": bool(env),
-        "persistent": persistent,
-        "idle_timeout": idle_timeout is not None,
+        "session_command": request["session"] != "auto",
+        "opengl": not request["opengl"],
+        "geometry": request["geometry"] is not None,
+        "frame_rate": request["frame_rate"] != DEFAULT_FRAME_RATE,
+        "cwd": request["cwd"] is not None,
+        "env_sha256": bool(request["env"]),
+        "persistent": request["persistent"],
+        "idle_timeout": request["idle_timeout"] is not None,
     }
     if not options.name:
         # The defaults: a spare the server keeps ready, if there is one (see _spare).
