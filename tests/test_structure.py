@@ -1,4 +1,4 @@
-"""The package's shape: imports go one way (no cycle, ``TYPE_CHECKING`` imports included)."""
+"""The package's shape: imports go one way (no cycle, ``TYPE_CHECKING`` imports included) and resolve; modules stay small."""
 
 from __future__ import annotations
 
@@ -101,3 +101,22 @@ def test_no_module_over_500_lines():
     """A module should fit in one screen of thought: split one that grows past this."""
     long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
     assert long == {}
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    """A merge of code written before the split into sub-packages must not keep a flat ``from . import _x``."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    missing = []
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                if base not in modules:
+                    missing.append(f"{name}:{node.lineno} {base}")
+                elif node.module is None:
+                    missing += [
+                        f"{name}:{node.lineno} {base}.{a.name}" for a in node.names if f"{base}.{a.name}" not in modules
+                    ]
+    assert missing == []
