@@ -93,6 +93,8 @@ function xsrf_cookie() {
  * @property {boolean} ok the route serves this desktop: a WebSocket should work
  * @property {boolean} permanent retrying will not help (another transport might)
  * @property {string} reason why not, naming the cause
+ * @property {boolean} [missing] the route runs here but knows no such desktop: either it
+ *   runs elsewhere or (for a desktop this view was connected to here) it has stopped
  */
 
 /**
@@ -131,6 +133,7 @@ export async function probe(url, signal) {
 		return {
 			ok: false,
 			permanent: true,
+			missing: true,
 			reason: "this desktop does not run where this Jupyter server runs (its kernel is elsewhere)",
 		};
 	}
@@ -194,6 +197,14 @@ function render({ model, el }) {
 	let retry_timer;
 	let connecting = false;
 	/**
+	 * Counts disconnects (a status change, a new connection): an answer that arrives
+	 * for an older one (a route probe in flight) is stale and must not overwrite
+	 * what the view shows now (say "stopped").
+	 */
+	let generation = 0;
+	/** The desktop this view was last connected to over the server route, so a 404 for it means it stopped. */
+	let served_id = "";
+	/**
 	 * Whether no kernel is behind this widget any more: it restarted or went, or the
 	 * notebook was reopened after (its state comes from the file). The widget manager
 	 * marks the element of a view restored without a kernel, and tells a live model when
@@ -246,6 +257,7 @@ function render({ model, el }) {
 	}
 
 	function disconnect() {
+		generation += 1;
 		clearTimeout(retry_timer);
 		if (rfb) {
 			let old = rfb;
@@ -291,6 +303,7 @@ function render({ model, el }) {
 			if (rfb !== client) return;
 			opened = true;
 			attempt = 0;
+			if (how === "server") served_id = model.get("_desktop_id");
 			show_connected(how);
 		});
 		client.addEventListener("disconnect", (/** @type {any} */ event) => {
@@ -335,11 +348,16 @@ function render({ model, el }) {
 				return;
 			}
 			connecting = true;
+			let asked = generation;
 			let answer = await probe(urls.http, signal);
 			connecting = false;
-			if (signal.aborted || rfb) return;
+			// Stopped (or reconnected) meanwhile: the status change has said so already.
+			if (signal.aborted || rfb || asked !== generation) return;
 			if (answer.ok) {
 				schedule_reconnect("The desktop did not answer");
+			} else if (answer.missing && served_id === model.get("_desktop_id")) {
+				// It was served here and is gone: it stopped (e.g. with its kernel), not "elsewhere".
+				show(describe_state("stopped", model.get("status_detail")), "stopped");
 			} else if (answer.permanent && model.get("transport") === "auto") {
 				// No route for this desktop here: the comm, silently.
 				route_unusable = answer.reason;

@@ -85,13 +85,36 @@ def test_launcher_page_shows_the_desktop_and_kernels_can_script_it(server, brows
             assert time.monotonic() < deadline, attached.clipboard
             time.sleep(0.1)
 
-        # Stop from the toolbar: everything goes.
+        # Stop from the toolbar: everything goes. The stop's answer is held back until the view
+        # has found out by itself (its WebSocket closed, the reconnect's probe got the route's
+        # 404): a desktop it was served is stopped, not "elsewhere" -- and the page's own
+        # update afterwards keeps it so.
+        held = []
+        again.route("**/desktop/api/stop", lambda route: held.append((route, route.fetch())))
+        gone = []
+        again.on(
+            "response",
+            lambda r: (
+                gone.append(r)
+                if r.request.resource_type == "fetch" and f"desktop-widget/{info.id}/" in r.url and r.status == 404
+                else None
+            ),
+        )
         pids = tree(info.supervisor_pid)
         again.locator(".dw-power").click()
+        deadline = time.monotonic() + 30
+        while not (held and gone):
+            assert time.monotonic() < deadline, f"stop answered: {bool(held)}, probe answered 404: {bool(gone)}"
+            again.wait_for_timeout(50)
+        expect(again.locator(".dw-status")).to_have_attribute("data-kind", "stopped")
+        expect(again.locator(".dw-status")).to_have_text("This desktop is stopped.")
+        route, response = held[0]
+        route.fulfill(response=response)
         expect(again.locator(".dw-state")).to_have_text("stopped", timeout=15_000)
         assert wait_gone(pids, 5) == set()
         assert _registry.find("launcher") is None
         expect(again.locator(".dw-status")).to_have_attribute("data-kind", "stopped")
+        again.screenshot(path=str(artifacts / "launcher-page-stopped.png"))
         # And it starts again.
         again.locator(".dw-power").click()
         expect(again.locator(".dw-status")).to_have_attribute("data-kind", "connected", timeout=30_000)

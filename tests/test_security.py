@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,15 +40,24 @@ _CONNECT = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.ar
 
 
 @pytest.fixture
-def open_runtime_dir(tmp_path, monkeypatch):
-    """A runtime directory whose parents another user may enter, so only our own permissions guard it."""
-    runtime = tmp_path / "rt"
-    runtime.mkdir()
-    for p in (runtime, *runtime.parents):
-        if str(p).startswith(str(tmp_path.parent.parent)) or p == tmp_path:
-            p.chmod(p.stat().st_mode | 0o755)
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
-    return runtime
+def open_runtime_dir(monkeypatch):
+    """A runtime directory whose parents another user may enter, so only our own permissions guard it.
+
+    It is made outside pytest's base temp directory on purpose: every pytest session that
+    starts on the machine resets ``/tmp/pytest-of-<user>`` to 0700, which would shut
+    ``nobody`` out of the whole tree mid-test (the refusals then pass for the wrong reason,
+    and the control with a copy of the cookie fails: libXau cannot read it and sends none).
+    """
+    top = Path(tempfile.mkdtemp(prefix="dw-open-runtime-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        runtime = top / "rt"
+        runtime.mkdir(mode=0o755)
+        runtime.chmod(0o755)
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+        yield runtime
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 # -- 1. no network exposure -----------------------------------------------------
@@ -96,6 +106,9 @@ def test_another_local_user_is_refused(open_runtime_dir):
         directory.parent.chmod(0o755)
         directory.chmod(0o755)
         try:
+            # The way in is open now (so the refusals below are the socket's and the cookie's).
+            r = as_nobody("/usr/bin/ls", str(directory))
+            assert r.returncode == 0, r.stderr
             r = as_nobody("/usr/bin/python3", "-c", _CONNECT, sock)
             assert r.returncode != 0
             assert "PermissionError" in r.stderr
@@ -109,6 +122,8 @@ def test_another_local_user_is_refused(open_runtime_dir):
             cookie = open_runtime_dir / "cookie-copy"
             shutil.copy(d.env["XAUTHORITY"], cookie)
             os.chown(cookie, NOBODY, NOBODY)
+            r = as_nobody("/usr/bin/test", "-r", str(cookie))
+            assert r.returncode == 0, r.stderr  # nobody can read its copy: the control below is fair
             r = as_nobody(
                 "/usr/bin/xdpyinfo", "-display", d.display, env={"PATH": "/usr/bin:/bin", "XAUTHORITY": str(cookie)}
             )
