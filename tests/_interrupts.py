@@ -96,7 +96,8 @@ def click_stalled() -> None:
     later(1.5, interrupt)
     later(2.0, lambda: os.kill(xvnc, signal.SIGCONT))
     try:
-        report("long-click", lambda: d.click(5, 5, count=30_000))
+        # Linear clicks are fast (30,000 can end before the stop on an idle machine): enough that the stop surely lands.
+        report("long-click", lambda: d.click(5, 5, count=1_000_000))
     finally:
         os.kill(xvnc, signal.SIGCONT)
     after_interrupt(d)
