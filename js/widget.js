@@ -356,8 +356,9 @@ function render({ model, el }) {
 			if (answer.ok) {
 				schedule_reconnect("The desktop did not answer");
 			} else if (answer.missing && served_id === model.get("_desktop_id")) {
-				// It was served here and is gone: it stopped (e.g. with its kernel), not "elsewhere".
-				show(describe_state("stopped", model.get("status_detail")), "stopped");
+				// It was served here and is gone: it stopped, not "elsewhere" (with its kernel, if that went).
+				if (kernel_gone()) show(KERNEL_GONE, "kernel-gone");
+				else show(describe_state("stopped", model.get("status_detail")), "stopped");
 			} else if (answer.permanent && model.get("transport") === "auto") {
 				// No route for this desktop here: the comm, silently.
 				route_unusable = answer.reason;
