@@ -6,6 +6,7 @@ of those cells. JupyterLab and Notebook 7 share the ``.jp-*`` classes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -229,3 +230,20 @@ def open_notebook(browser, server, path: str, artifacts: Path, console: list[str
                 pytest.fail("the notebook's kernel never answered kernel_info")
             page.wait_for_timeout(100)
     return context, NotebookPage(page, artifacts)
+
+
+@contextlib.contextmanager
+def notebook_open(browser, server, path: str, artifacts: Path, log: str = "", **options):
+    """``open_notebook`` for a block: the page's console is kept in ``artifacts/<log>``,
+    and at the end the page closes and the notebook's kernels shut down."""
+    console: list[str] = []
+    context, nb = open_notebook(browser, server, path, artifacts, console, **options)
+    try:
+        yield nb
+    finally:
+        try:
+            if log:
+                (artifacts / log).write_text("\n".join(console))
+        finally:
+            context.close()
+            shutdown_kernels(server, path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests._cells import DEMO, PINK, pixels_cell, write_notebook
-from tests._notebook_page import NotebookPage, lab_setting, open_notebook, shutdown_kernels
+from tests._notebook_page import NotebookPage, lab_setting, notebook_open
 
 pytestmark = pytest.mark.browser
 
@@ -209,23 +209,16 @@ def lab(jupyter, browser, artifacts):
     write_test_notebook(jupyter.root_dir / NOTEBOOK, typed_path)
     # No "get notified about official Jupyter news?" toast over the screenshots.
     lab_setting(jupyter, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
-    console: list[str] = []
-    context, nb = open_notebook(browser, jupyter, NOTEBOOK, artifacts, console)
-    lab = Lab(nb.page, artifacts, typed_path)
-    page = lab.page
-    try:
-        yield lab
-    finally:
+    with notebook_open(browser, jupyter, NOTEBOOK, artifacts, "browser-console.log") as nb:
+        lab = Lab(nb.page, artifacts, typed_path)
         try:
-            # What the page showed last, for a failure's post-mortem.
-            (artifacts / "browser-console.log").write_text("\n".join(console))
-            (artifacts / "browser-timings.json").write_text(json.dumps(lab.timings, indent=1))
-            page.screenshot(path=str(artifacts / "browser-last.png"))
-            outputs = page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts()
-            (artifacts / "browser-outputs.txt").write_text("\n---\n".join(outputs))
+            yield lab
         finally:
-            context.close()
-            shutdown_kernels(jupyter, NOTEBOOK)
+            # What the page showed last, for a failure's post-mortem.
+            (artifacts / "browser-timings.json").write_text(json.dumps(lab.timings, indent=1))
+            lab.page.screenshot(path=str(artifacts / "browser-last.png"))
+            outputs = lab.page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts()
+            (artifacts / "browser-outputs.txt").write_text("\n---\n".join(outputs))
 
 
 def test_demo_cell_connects(lab):

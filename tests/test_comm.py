@@ -15,7 +15,7 @@ import pytest
 
 from tests._cells import PINK, near, pixels_cell, write_notebook
 from tests._jupyter import start_jupyter, stop_jupyter
-from tests._notebook_page import lab_setting, open_notebook, shutdown_kernels, wait_file
+from tests._notebook_page import lab_setting, notebook_open, wait_file
 
 pytestmark = pytest.mark.browser
 
@@ -126,16 +126,10 @@ def nb(server, browser, artifacts):
         LEAK,
     )
     lab_setting(server, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
-    console: list[str] = []
-    context, nb = open_notebook(browser, server, NOTEBOOK, artifacts, console)
-    nb.typed = typed
-    nb.xterm = None
-    try:
+    with notebook_open(browser, server, NOTEBOOK, artifacts, "comm-console.log") as nb:
+        nb.typed = typed
+        nb.xterm = None
         yield nb
-    finally:
-        (artifacts / "comm-console.log").write_text("\n".join(console))
-        context.close()
-        shutdown_kernels(server, NOTEBOOK)
 
 
 def test_the_desktop_shows_without_the_server_extension(nb):
@@ -253,45 +247,41 @@ def test_input_waits_for_a_busy_cell_without_subshells(server, browser, artifact
         BUSY.replace("dw-comm", "dw-shell"),
     )
     lab_setting(server, "@jupyterlab/apputils-extension:kernels-settings", {"commsOverSubshells": "disabled"})
-    console: list[str] = []
-    context, nb = open_notebook(browser, server, path, artifacts, console)
     try:
-        nb.run("dw-shell: desktop")
-        assert nb.wait_connected(nb.view("dw-shell: desktop")) == "comm"
-        nb.run("dw-shell: pixels")
-        nb.output_of("dw-shell: pixels", "WINDOW")
-        nb.run("dw-shell: xterm")
-        text = nb.output_of("dw-shell: xterm", "XTERM")
-        x, y, w, h = (int(n) for n in re.search(r"XTERM (\d+) (\d+) (\d+) (\d+)", text).groups())
-        canvas = nb.canvas("dw-shell: desktop")
-        nb.wait_pixel(canvas, x + w - 20, y + h // 2, (255, 255, 255))
-        canvas.click(position={"x": x + w // 2, "y": y + h // 2})
-        nb.page.keyboard.type("idle")
-        nb.page.keyboard.press("Enter")
-        wait_file(typed, "idle\n")
+        with notebook_open(browser, server, path, artifacts, "comm-shell-console.log") as nb:
+            nb.run("dw-shell: desktop")
+            assert nb.wait_connected(nb.view("dw-shell: desktop")) == "comm"
+            nb.run("dw-shell: pixels")
+            nb.output_of("dw-shell: pixels", "WINDOW")
+            nb.run("dw-shell: xterm")
+            text = nb.output_of("dw-shell: xterm", "XTERM")
+            x, y, w, h = (int(n) for n in re.search(r"XTERM (\d+) (\d+) (\d+) (\d+)", text).groups())
+            canvas = nb.canvas("dw-shell: desktop")
+            nb.wait_pixel(canvas, x + w - 20, y + h // 2, (255, 255, 255))
+            canvas.click(position={"x": x + w // 2, "y": y + h // 2})
+            nb.page.keyboard.type("idle")
+            nb.page.keyboard.press("Enter")
+            wait_file(typed, "idle\n")
 
-        nb.run("dw-shell: busy")
-        text = nb.output_of("dw-shell: busy", "BUSY")
-        gx, gy = (int(n) for n in re.search(r"BUSY (\d+) (\d+)", text).groups())
-        nb.wait_pixel(canvas, gx, gy, GREEN)
-        assert "DONE" not in nb.output("dw-shell: busy"), "the frame came only after the cell ended"
-        canvas.click(position={"x": x + w // 2, "y": y + h // 2})
-        nb.page.keyboard.type("queued 0123456789")
-        nb.page.keyboard.press("Enter")
-        # Give the keys every chance to arrive early, then check they waited.
-        early = None
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and "DONE" not in nb.output("dw-shell: busy"):
-            early = typed.read_text()
-            time.sleep(0.1)
-        still_busy = "DONE" not in nb.output("dw-shell: busy")
-        nb.output_of("dw-shell: busy", "DONE", timeout=30)
-        wait_file(typed, "idle\nqueued 0123456789\n")
-        if still_busy:
-            assert early == "idle\n", f"keys arrived during the busy cell without subshells: {early!r}"
-        nb.screenshot("comm-3-no-subshells", nb.view("dw-shell: desktop"))
+            nb.run("dw-shell: busy")
+            text = nb.output_of("dw-shell: busy", "BUSY")
+            gx, gy = (int(n) for n in re.search(r"BUSY (\d+) (\d+)", text).groups())
+            nb.wait_pixel(canvas, gx, gy, GREEN)
+            assert "DONE" not in nb.output("dw-shell: busy"), "the frame came only after the cell ended"
+            canvas.click(position={"x": x + w // 2, "y": y + h // 2})
+            nb.page.keyboard.type("queued 0123456789")
+            nb.page.keyboard.press("Enter")
+            # Give the keys every chance to arrive early, then check they waited.
+            early = None
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and "DONE" not in nb.output("dw-shell: busy"):
+                early = typed.read_text()
+                time.sleep(0.1)
+            still_busy = "DONE" not in nb.output("dw-shell: busy")
+            nb.output_of("dw-shell: busy", "DONE", timeout=30)
+            wait_file(typed, "idle\nqueued 0123456789\n")
+            if still_busy:
+                assert early == "idle\n", f"keys arrived during the busy cell without subshells: {early!r}"
+            nb.screenshot("comm-3-no-subshells", nb.view("dw-shell: desktop"))
     finally:
-        (artifacts / "comm-shell-console.log").write_text("\n".join(console))
-        context.close()
-        shutdown_kernels(server, path)
         lab_setting(server, "@jupyterlab/apputils-extension:kernels-settings", {})

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from tests._cells import PINK, pixels_cell, write_notebook
 from tests._jupyter import BIN, free_port, start_jupyter, stop_jupyter
-from tests._notebook_page import NotebookPage, lab_setting, open_notebook, shutdown_kernels
+from tests._notebook_page import NotebookPage, lab_setting, notebook_open
 
 pytestmark = pytest.mark.browser
 
@@ -46,14 +46,8 @@ def nb(jupyter, browser, artifacts):
     """JupyterLab with our extension on; the desktop's views still use the comm (forced)."""
     write_notebook(jupyter.root_dir / NOTEBOOK, AUTO, DESKTOP, BOX, pixels_cell("dw-hosts: pixels"), PUMPS)
     lab_setting(jupyter, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
-    console: list[str] = []
-    context, nb = open_notebook(browser, jupyter, NOTEBOOK, artifacts, console)
-    try:
+    with notebook_open(browser, jupyter, NOTEBOOK, artifacts, "hosts-console.log") as nb:
         yield nb
-    finally:
-        (artifacts / "hosts-console.log").write_text("\n".join(console))
-        context.close()
-        shutdown_kernels(jupyter, NOTEBOOK)
 
 
 def test_auto_uses_the_route_where_it_answers(nb):
@@ -127,9 +121,7 @@ def test_notebook_7_uses_the_route_and_the_comm(notebook7, browser, artifacts):
         DESKTOP.replace("dw-hosts", "dw-nb7"),
         pixels_cell("dw-nb7: pixels"),
     )
-    console: list[str] = []
-    context, nb = open_notebook(browser, notebook7, path, artifacts, console, app="notebook")
-    try:
+    with notebook_open(browser, notebook7, path, artifacts, "notebook7-console.log", app="notebook") as nb:
         nb.run("dw-nb7: auto")
         assert nb.wait_connected(nb.view("dw-nb7: auto")) == "server"
         nb.run("dw-nb7: desktop")
@@ -139,10 +131,6 @@ def test_notebook_7_uses_the_route_and_the_comm(notebook7, browser, artifacts):
         x, y, w, h = (int(n) for n in re.search(r"WINDOW (\d+) (\d+) (\d+) (\d+)", text).groups())
         nb.wait_pixel(nb.canvas("dw-nb7: desktop"), x + w // 4, y + h // 4, PINK)
         nb.screenshot("hosts-5-notebook7", nb.view("dw-nb7: desktop"))
-    finally:
-        (artifacts / "notebook7-console.log").write_text("\n".join(console))
-        context.close()
-        shutdown_kernels(notebook7, path)
 
 
 @pytest.fixture(scope="module")

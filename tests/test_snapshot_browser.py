@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests._cells import DEMO, PINK, pixels_cell, write_notebook
 from tests._frames import assert_frame_shows_window
-from tests._notebook_page import NotebookPage, api, lab_setting, open_notebook, shutdown_kernels, wait_kernel_idle
+from tests._notebook_page import NotebookPage, api, lab_setting, notebook_open, wait_kernel_idle
 from tests._procs import wait_for
 from tests.test_snapshot import assert_pink_window, saved_frame
 
@@ -50,15 +50,11 @@ def lab(request, jupyter, browser, artifacts):
     lab_setting(jupyter, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
     write_notebook(jupyter.root_dir / notebook, *cells)
     # Its own workspace (open_notebook), reset: no other test's notebook is open in it.
-    context, nb = open_notebook(browser, jupyter, notebook, artifacts, [], query="reset")
-    try:
-        yield Lab(nb, jupyter, notebook)
-    finally:
+    with notebook_open(browser, jupyter, notebook, artifacts, query="reset") as nb:
         try:
-            nb.page.screenshot(path=str(artifacts / f"last-frame-last-{notebook}.png"))
+            yield Lab(nb, jupyter, notebook)
         finally:
-            context.close()
-            shutdown_kernels(jupyter, notebook)
+            nb.page.screenshot(path=str(artifacts / f"last-frame-last-{notebook}.png"))
 
 
 def show_pink_window(lab: Lab) -> tuple[int, ...]:
