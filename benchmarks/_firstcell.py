@@ -25,6 +25,7 @@ from _metrics import (
     _upstream_cold_trial,
     calibrate_panel,
     log,
+    stages,
     started_at,
 )
 from _targets import NOTEBOOK_KERNELSPEC, Browser, Ours, api, close_page, wait_js
@@ -184,29 +185,14 @@ def _first_cell_trial(fc: FirstCell, panel: dict | None, timeout: float = 30, be
     kernel = fc.eval_json("[_t0, _t1, _t2]")
     info = fc.settled_desktop()
     started = started_at(sorted(tree(info["supervisor"])))
-    t_run = state["tRun"]
-    ws = state["ws"][-1] if state["ws"] else {}
-
-    def rel(t_ms):
-        return None if t_ms is None or t_run is None else round((t_ms - t_run) / 1000, 4)
-
-    def rel_k(t_s):
-        return None if t_run is None else round(t_s + offset - t_run / 1000, 4)
-
-    return {
-        "first_colour_s": rel(colour),
-        "panel_s": rel(panel_t),
-        "kernel_start_s": rel_k(kernel[0]),
-        "imported_s": rel_k(kernel[1]),
-        "desktop_ready_s": rel_k(kernel[2]),
-        "view_rendered_s": rel(state["tRoot"]),
-        "ws_created_s": rel(ws.get("tCreate")),
-        "ws_open_s": rel(ws.get("tOpen")),
-        "first_rfb_byte_s": rel(ws.get("tFirstMsg")),
-        "first_frame_s": rel(frame),
-        "clock_error_ms": round(err * 1000, 3),
-        "process_started_s": {k: rel_k(v) for k, v in sorted(started.items(), key=lambda kv: kv[1])},
-    }
+    return stages(
+        state,
+        offset,
+        err,
+        page_ms={"first_colour_s": colour, "panel_s": panel_t, "first_frame_s": frame},
+        kernel_s={"kernel_start_s": kernel[0], "imported_s": kernel[1], "desktop_ready_s": kernel[2]},
+        started=started,
+    )
 
 
 def _summarise(trials: list[dict]) -> dict:

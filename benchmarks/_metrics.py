@@ -121,20 +121,32 @@ def _ours_cold_trial(ours: Ours, session: str, panel: dict | None, timeout: floa
     state = page.evaluate("() => __bench.state()")
     kernel = ours.eval_json("[_t0, _t1]")
     started = started_at(ours.desktop_pids(ours.desktop_info()))
+    return stages(
+        state,
+        offset,
+        err,
+        page_ms={"first_frame_s": frame, "panel_s": panel_t},
+        kernel_s={"kernel_start_s": kernel[0], "desktop_ready_s": kernel[1]},
+        started=started,
+    )
+
+
+def stages(state: dict, offset: float, err: float, page_ms: dict, kernel_s: dict, started: dict) -> dict:
+    """A cell's trial in seconds after the cell ran: the page's times (ms on its clock), the
+    kernel's (``time.time()``, put on the page's clock by ``offset``), the view's WebSocket and
+    when each process of the desktop started."""
     t_run = state["tRun"]
     ws = state["ws"][-1] if state["ws"] else {}
 
     def rel(t_ms):
         return None if t_ms is None or t_run is None else round((t_ms - t_run) / 1000, 4)
 
-    def rel_k(t_s):  # a kernel time.time() on the page's clock, relative to the run
+    def rel_k(t_s):
         return None if t_run is None else round(t_s + offset - t_run / 1000, 4)
 
     return {
-        "first_frame_s": rel(frame),
-        "panel_s": rel(panel_t),
-        "kernel_start_s": rel_k(kernel[0]),
-        "desktop_ready_s": rel_k(kernel[1]),
+        **{name: rel(t) for name, t in page_ms.items()},
+        **{name: rel_k(t) for name, t in kernel_s.items()},
         "view_rendered_s": rel(state["tRoot"]),
         "ws_created_s": rel(ws.get("tCreate")),
         "ws_open_s": rel(ws.get("tOpen")),
