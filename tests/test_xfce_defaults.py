@@ -43,7 +43,8 @@ def test_default_panel_is_one_top_panel_with_the_kept_plugins(tmp_path):
         wait_for(lambda: panels(d), timeout=30, what="XFCE's panel")
         (panel,) = panels(d)
         x, y, width, height = panel.geometry
-        assert (x, y, width) == (0, 0, 1024) and height < 64
+        assert (x, y, width) == (0, 0, 1024)
+        assert height < 64
         ids, plugins = panel_plugins(d, tmp_path)
         assert plugins == KEPT_PLUGINS
         assert "2" not in ids.split()
