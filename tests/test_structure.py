@@ -120,3 +120,29 @@ def test_every_relative_import_names_a_module_of_the_package():
                         f"{name}:{node.lineno} {base}.{a.name}" for a in node.names if f"{base}.{a.name}" not in modules
                     ]
     assert missing == []
+
+
+README = ROOT.parent / "README.md"
+
+
+def _readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_readme_names_every_part():
+    """The "How it fits together" table names every module, sub-package and view file, so the docs cannot drift."""
+    section = _readme_section("How it fits together")
+    parts = [p.name for p in ROOT.rglob("*.py") if p.name != "__init__.py"] + ["__init__.py"]
+    parts += [f"{p.name}/" for p in ROOT.iterdir() if p.is_dir() and p.name not in ("__pycache__", "icons")]
+    parts += [p.name for p in (ROOT.parent / "js").iterdir() if p.suffix in (".js", ".mjs", ".css")]
+    missing = sorted({name for name in parts if name not in section})
+    assert missing == [], f"README.md, 'How it fits together', does not name: {missing}"
+
+
+def test_readme_lists_every_test_file():
+    section = _readme_section("Development")
+    missing = sorted(p.name for p in (ROOT.parent / "tests").glob("test_*.py") if p.name not in section)
+    assert missing == [], f"README.md, 'Development', does not list: {missing}"
