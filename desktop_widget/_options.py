@@ -336,7 +336,8 @@ def desktop_environ(options: Options, xauthority: str, base: dict[str, str] | No
     for var in _DROP_ENV:
         env.pop(var, None)
     env["XAUTHORITY"] = xauthority
-    # Our defaults for XFCE (no compositor) under the system's; a user's own settings still win.
+    # Our defaults for XFCE under the system's; a user's own settings still win (xfwm4's compositor
+    # stays off regardless: the session starts it with --compositor=off).
     env["XDG_CONFIG_DIRS"] = os.pathsep.join([str(XDG_DEFAULTS), env.get("XDG_CONFIG_DIRS") or "/etc/xdg"])
     env.update(options.env)
     return env

@@ -12,6 +12,15 @@
  *
  * Flow control: the kernel sends at most a window of bytes that this channel
  * has not acknowledged; the channel acknowledges what noVNC has consumed.
+ *
+ * Pacing: every message to the kernel costs a round of Jupyter's messaging,
+ * and the kernel answers each with two status messages (busy, idle) that the
+ * page handles too: at 60 updates a second noVNC's fence replies alone made
+ * the page's main thread the bottleneck. So one message at a time is in
+ * flight: a lone message (a key, a click) goes at once; what noVNC sends while
+ * the kernel has not finished the previous one waits and then goes as one
+ * message. The kernel says it has finished a message with its idle status;
+ * hosts that do not pass that back are paced by a short timer instead.
  */
 
 /** A WebSocket's readyState values. */
@@ -30,6 +39,15 @@ const ACK_BYTES = 512 * 1024;
  * data is far below the window at any rate the comm reaches.
  */
 const ACK_DELAY = 25;
+/**
+ * A message in flight gives way after this long (ms) even without the kernel's
+ * idle status: once that status has been seen (it then comes for every
+ * message; a long wait means a busy kernel, which takes the next message only
+ * after this one anyway)...
+ */
+const HOLD_MAX = 250;
+/** ...and before it has (a host that does not pass status back): at most this often. */
+const HOLD_BLIND = 16;
 
 /**
  * @typedef {object} CommModel
@@ -72,6 +90,19 @@ export class CommChannel {
 		this._unacked_messages = 0;
 		/** @type {ReturnType<typeof setTimeout> | undefined} */
 		this._ack_timer = undefined;
+		/** noVNC's bytes not yet sent: they go as one message when none is in flight. */
+		/** @type {Uint8Array[]} */
+		this._out = [];
+		/** An acknowledgement is due (its timer ran out or past ACK_BYTES). */
+		this._ack_due = false;
+		/** A message to the kernel is in flight (until its idle status or the hold timer). */
+		this._in_flight = false;
+		/** The kernel's idle status has come back for one of our messages. */
+		this._status_seen = false;
+		/** @type {ReturnType<typeof setTimeout> | undefined} */
+		this._hold_timer = undefined;
+		/** Numbers our messages to the kernel: the one in flight is the last. */
+		this._flight = 0;
 		/** Ends with the channel: what it listens to is released then. */
 		this._life = new AbortController();
 		this._on_custom = this._on_custom.bind(this);
@@ -87,26 +118,92 @@ export class CommChannel {
 	 * @param {string} kind
 	 * @param {object} [extra]
 	 * @param {ArrayBuffer[] | ArrayBufferView[]} [buffers]
+	 * @param {object} [callbacks] Jupyter's message callbacks
 	 */
-	_post(kind, extra = {}, buffers = undefined) {
-		this._model.send({ dw: kind, view: this.id, ...extra }, undefined, buffers);
+	_post(kind, extra = {}, buffers = undefined, callbacks = undefined) {
+		this._model.send({ dw: kind, view: this.id, ...extra }, callbacks, buffers);
 	}
 
 	/** @param {ArrayBuffer | ArrayBufferView} data */
 	send(data) {
 		if (this.readyState !== OPEN) return;
-		// noVNC passes a view into its reusable send queue: the kernel message
-		// must own exactly these bytes (Jupyter's serializer sends whole buffers).
-		let bytes = data instanceof ArrayBuffer ? data.slice(0) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice().buffer;
-		this._post("rfb-data", { seq: this._seq++, ...this._take_ack() }, [bytes]);
+		// noVNC passes a view into its reusable send queue: keep a copy of exactly these bytes.
+		let bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+		this._out.push(bytes.slice());
+		if (!this._in_flight) this._flush();
 	}
 
 	close() {
 		if (this.readyState === CLOSING || this.readyState === CLOSED) return;
 		let was_open = this.readyState === OPEN || this.readyState === CONNECTING;
 		this.readyState = CLOSING;
-		if (was_open) this._post("rfb-close", { seq: this._seq++ });
+		if (was_open) {
+			this._send_out(); // what noVNC sent before closing goes first
+			this._post("rfb-close", { seq: this._seq++ });
+		}
 		this._finish(1000, "closed by the view", true);
+	}
+
+	/** Send what waits (noVNC's bytes, else a due acknowledgement) as one message, now in flight. */
+	_flush() {
+		if (this.readyState !== OPEN) return;
+		let sent = this._send_out();
+		if (!sent && this._ack_due) {
+			let ack = this._take_ack();
+			sent = ack.bytes > 0 || ack.messages > 0;
+			if (sent) this._post("rfb-ack", ack, undefined, this._callbacks());
+		}
+		if (sent) {
+			this._in_flight = true;
+			let flight = this._flight;
+			this._hold_timer = setTimeout(() => this._landed(flight), this._status_seen ? HOLD_MAX : HOLD_BLIND);
+		}
+	}
+
+	/** @returns {boolean} whether noVNC's waiting bytes were sent (as one rfb-data message) */
+	_send_out() {
+		if (this._out.length === 0) return false;
+		let parts = this._out;
+		this._out = [];
+		let bytes = parts[0];
+		if (parts.length > 1) {
+			bytes = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+			let at = 0;
+			for (let part of parts) {
+				bytes.set(part, at);
+				at += part.byteLength;
+			}
+		}
+		// `bytes` owns exactly its buffer (a copy): Jupyter's serializer sends a view's whole buffer.
+		this._post("rfb-data", { seq: this._seq++, ...this._take_ack() }, [bytes], this._callbacks());
+		return true;
+	}
+
+	/** Jupyter's callbacks for a message of ours: its idle status means the kernel has handled it. */
+	_callbacks() {
+		let flight = ++this._flight;
+		return {
+			iopub: {
+				/** @param {any} msg */
+				status: (msg) => {
+					if (msg?.content?.execution_state !== "idle") return;
+					this._status_seen = true;
+					this._landed(flight);
+				},
+			},
+		};
+	}
+
+	/**
+	 * The message in flight has been handled (or its hold ran out): the next may go.
+	 * @param {number} flight which message (a late status of an earlier one changes nothing)
+	 */
+	_landed(flight) {
+		if (flight !== this._flight || !this._in_flight) return;
+		clearTimeout(this._hold_timer);
+		this._hold_timer = undefined;
+		this._in_flight = false;
+		this._flush();
 	}
 
 	/**
@@ -117,6 +214,7 @@ export class CommChannel {
 	_finish(code, reason, clean) {
 		this.readyState = CLOSED;
 		clearTimeout(this._ack_timer);
+		clearTimeout(this._hold_timer);
 		this._model.off("msg:custom", this._on_custom);
 		this._life.abort();
 		// Like a WebSocket, the close event comes later, never inside close().
@@ -172,6 +270,7 @@ export class CommChannel {
 	_take_ack() {
 		clearTimeout(this._ack_timer);
 		this._ack_timer = undefined;
+		this._ack_due = false;
 		let ack = { bytes: this._unacked_bytes, messages: this._unacked_messages };
 		this._unacked_bytes = 0;
 		this._unacked_messages = 0;
@@ -179,8 +278,9 @@ export class CommChannel {
 	}
 
 	_ack() {
-		if (this.readyState !== OPEN) return;
-		let ack = this._take_ack();
-		if (ack.bytes || ack.messages) this._post("rfb-ack", ack);
+		clearTimeout(this._ack_timer);
+		this._ack_timer = undefined;
+		this._ack_due = true;
+		if (!this._in_flight) this._flush();
 	}
 }

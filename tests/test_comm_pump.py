@@ -111,6 +111,53 @@ def test_the_views_bytes_are_written_in_seq_order_once():
         theirs.close()
 
 
+def test_reads_close_together_go_as_one_message_a_lone_read_at_once(monkeypatch):
+    """Each message costs a round of Jupyter's messaging: what arrives soon after a send waits for the next.
+
+    With a minute's gap, the first read still goes at once (nothing was sent
+    before it); what follows goes as one message, at most CHUNK bytes, in order,
+    and the rest when the desktop closes the connection.
+    """
+    monkeypatch.setattr("desktop_widget.kernel._comm.GAP", 60.0)
+    ours, theirs = socket.socketpair()
+    sent: list[tuple[dict, list[bytes]]] = []
+    lock = threading.Lock()
+
+    def send(content: dict, buffers: list) -> None:
+        with lock:
+            sent.append((content, [bytes(b) for b in buffers]))
+
+    def data() -> list[bytes]:
+        with lock:
+            return [b"".join(bs) for c, bs in sent if c["dw"] == "rfb-data"]
+
+    def wait(condition, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}; sent {[len(d) for d in data()]}")
+            time.sleep(0.01)
+
+    pump = _Pump("v", ours, send, lambda p: None)
+    pump.start()
+    try:
+        wait(lambda: sent and sent[0][0]["dw"] == "rfb-opened", "rfb-opened")
+        theirs.sendall(b"a")
+        wait(lambda: data() == [b"a"], "the lone read, sent at once")
+        theirs.sendall(b"b")
+        theirs.sendall(b"c" * CHUNK)
+        wait(lambda: len(data()) == 2, "the reads after it, as one message")
+        assert data()[1] == b"b" + b"c" * (CHUNK - 1)
+        theirs.close()
+        pump.thread.join(20)
+        assert not pump.thread.is_alive()
+        assert data() == [b"a", b"b" + b"c" * (CHUNK - 1), b"c"]
+        assert sent[-1][0]["dw"] == "rfb-closed"
+    finally:
+        pump.close()
+        theirs.close()
+
+
 def test_an_unknown_view_is_told_so(desktop):
     view = View(desktop)
     view.tunnel.handle({"dw": "rfb-data", "view": "nobody", "seq": 0}, [b"x"])

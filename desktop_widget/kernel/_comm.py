@@ -14,6 +14,13 @@ back. A pump whose window stays full with no word from its view for
 ``STALL_TIMEOUT`` seconds (a closed tab says nothing) gives up; the view, if
 it still exists, reconnects.
 
+Pacing: every message costs a round of Jupyter's messaging (the kernel's IOPub
+thread, the server, the page's kernel connection and widget manager), far more
+than its bytes. A read long after the last message goes at once (a lone
+update is not delayed); what arrives within ``GAP`` of the last message goes
+in the next one, so an update and the fence after it travel together. The view
+likewise keeps one message in flight (js/comm_channel.js).
+
 Protocol (the ``dw`` key of a custom message; ``view`` names the connection):
 view -> kernel ``rfb-open``, ``rfb-data`` (``seq``, + buffers, and an
 acknowledgement riding on it), ``rfb-ack`` (``bytes``, ``messages``),
@@ -35,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import select
 import socket
 import threading
 import time
@@ -52,6 +60,9 @@ WINDOW = 2 * 1024 * 1024
 MAX_MESSAGES = 256
 #: A full window with no message at all from the view for this long: it is gone.
 STALL_TIMEOUT = 120.0
+#: Seconds between two messages to a view while the desktop keeps sending
+#: (below a frame at 60 fps, so frames are not merged): see "Pacing" above.
+GAP = 0.008
 
 #: Sends one custom message: ``send(content, buffers)``.
 Send = Callable[[dict, list], None]
@@ -139,21 +150,47 @@ class _Pump:
                 self._credit.wait(1.0)
             return not self._closing
 
+    def _read(self, until: float) -> tuple[bytes, bool]:
+        """Up to CHUNK bytes for one message: a read, then what is there already or comes before ``until``.
+
+        Returns the bytes and False once the desktop has closed the connection.
+        """
+        data = self.sock.recv(CHUNK)
+        if not data:
+            return b"", False
+        parts = [data]
+        size = len(data)
+        poll = select.poll()  # not select(): a kernel may hold more than FD_SETSIZE fds
+        poll.register(self.sock, select.POLLIN)
+        while size < CHUNK:
+            if not poll.poll(max(0.0, until - time.monotonic()) * 1000):
+                break
+            data = self.sock.recv(CHUNK - size)
+            if not data:
+                return b"".join(parts), False
+            parts.append(data)
+            size += len(data)
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), True
+
     def _run(self) -> None:
         reason = "the desktop closed the connection"
         _reply_to(self.parent)
         try:
             self._send({"dw": "rfb-opened", "view": self.view_id}, [])
+            last = 0.0
             while self._wait_for_credit():
-                data = self.sock.recv(CHUNK)
+                data, more = self._read(last + GAP)
                 if not data:
                     break
+                last = time.monotonic()
                 with self._credit:
                     self._in_flight += len(data)
                     self._messages += 1
                     self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
                     self.sent += len(data)
                 self._send({"dw": "rfb-data", "view": self.view_id}, [data])
+                if not more:
+                    break
         except OSError as exc:
             reason = f"the desktop's connection failed ({exc.strerror or exc})"
         except Exception:  # a dead comm: nobody left to tell
