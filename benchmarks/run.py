@@ -210,13 +210,18 @@ def write(results: dict, out: Path, args: argparse.Namespace) -> Path:
         with contextlib.suppress(FileNotFoundError):
             (out / link).unlink()
         shutil.copyfile(target, out / link)
-    o = results["options"]
-    full = set(o["metrics"]) == set(METRICS) and not o["skip_upstream"] and not o["quick"]
-    if args.readme == "yes" or (args.readme == "auto" and full):
-        _report.update_readme(ROOT / "README.md", results)
-        log("README.md table updated")
+    readme(results, args.readme)
     log(f"wrote {md_path} and {json_path.name}")
     return md_path
+
+
+def readme(results: dict, when: str) -> None:
+    """The README's table from these results: ``yes``, ``no``, or ``auto`` (a full run of every metric with upstream)."""
+    o = results["options"]
+    full = set(o["metrics"]) == set(METRICS) and not o["skip_upstream"] and not o["quick"]
+    if when == "yes" or (when == "auto" and full):
+        _report.update_readme(ROOT / "README.md", results)
+        log("README.md table updated")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(source.read_text())
         md = source.with_suffix(".md")
         md.write_text(_report.markdown(results))
-        if args.readme == "yes":
-            _report.update_readme(ROOT / "README.md", results)
+        readme(results, args.readme)
     else:
         md = Run(args).run()
     print(md.read_text())
