@@ -48,6 +48,9 @@ def test_default_panel_is_one_top_panel_with_the_kept_plugins(tmp_path):
         ids, plugins = panel_plugins(d, tmp_path)
         assert plugins == KEPT_PLUGINS
         assert "2" not in ids.split()
+    # xfwm4 found all its defaults in ours (xdg/.../xfwm4.xml), so it copied none into the new user's
+    # files, one D-Bus round trip and settings reload each (xfconfd writes the files by the time it exits).
+    assert not (tmp_path / ".config/xfce4/xfconf/xfce-perchannel-xml/xfwm4.xml").exists()
 
 
 def test_logout_ends_the_session_and_restart_brings_the_panel_back(tmp_path):
