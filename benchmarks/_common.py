@@ -1,4 +1,4 @@
-"""Statistics, processes read from /proc, clock alignment and X helpers shared by the benchmarks."""
+"""Statistics, processes read from /proc, the page's clock, and the X helpers shared by the benchmarks."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ import statistics
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+# Process trees are read as the tests read them (one implementation): the repository root is put on
+# the path here, so ``tests`` is imported from the checkout, not through an editable install's path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests._procs import comm, ppid_table, tree  # noqa: F401
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: The colours the latency patch cycles through.
+PALETTE = [(255, 51, 102), (51, 204, 102), (51, 102, 255), (255, 204, 0), (0, 204, 204), (204, 51, 255)]
 
 
-# -- statistics ---------------------------------------------------------------
 def summary(values: Iterable[float | None], digits: int = 3) -> dict:
     """median, min, max and n of the values that are not None (and how many were None)."""
     values = list(values)
@@ -23,140 +28,89 @@ def summary(values: Iterable[float | None], digits: int = 3) -> dict:
     if len(good) < len(values):
         out["missing"] = len(values) - len(good)
     if good:
-        out.update(
-            median=round(statistics.median(good), digits),
-            min=round(min(good), digits),
-            max=round(max(good), digits),
-        )
+        out.update(median=round(statistics.median(good), digits), min=round(min(good), digits))
+        out["max"] = round(max(good), digits)
     return out
 
 
-def one(value: float | None, digits: int = 3) -> dict:
-    return summary([value], digits)
+def log(*args: object) -> None:
+    """Progress on stdout (the run's own output, like a test runner's)."""
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
 
 
-# -- processes --------------------------------------------------------------------
-def _stat_fields(pid: int) -> list[bytes] | None:
+# -- /proc ------------------------------------------------------------------------
+def _read(pid: int, name: str) -> bytes:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
     except OSError:
-        return None
-    return stat[stat.rfind(b")") + 2 :].split()
-
-
-# Process-tree reading and the browser's flags are shared with the tests (one implementation), from
-# the repository root put on the path here: not through an editable install's path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests._procs import comm, ppid_table, tree  # noqa: E402, F401
+        return b""
 
 
 def cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
+    return [a.decode(errors="replace") for a in _read(pid, "cmdline").split(b"\0") if a]
 
 
-def environ_has(pid: int, assignment: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return assignment.encode() + b"\0" in f.read() + b"\0"
-    except OSError:
-        return False
+def environ(pid: int) -> dict[str, str]:
+    pairs = _read(pid, "environ").decode(errors="replace").split("\0")
+    return dict(v.split("=", 1) for v in pairs if "=" in v)
+
+
+def _stat(pid: int, field: int) -> int | None:
+    """A field of /proc/<pid>/stat, counted from the one after the command name (state = 0)."""
+    stat = _read(pid, "stat")
+    return int(stat[stat.rfind(b")") + 2 :].split()[field]) if stat else None
 
 
 def cpu_ticks(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    if fields is None:
-        return None
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def memory(pid: int) -> dict[str, float]:
-    """RSS, PSS and USS (private) in MiB from /proc/<pid>/smaps_rollup (zeros if the process is gone).
-
-    PSS shares each shared page among every process that maps it, on the whole
-    machine: another Xvnc running elsewhere lowers ours. USS does not move so.
-    """
-    out = {"rss": 0.0, "pss": 0.0, "uss": 0.0}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("Rss", "Pss"):
-                    out[key.lower()] = int(rest.split()[0]) / 1024
-                elif key in ("Private_Clean", "Private_Dirty"):
-                    out["uss"] += int(rest.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
-
-
-@dataclass
-class CpuWindow:
-    """CPU seconds of a set of processes over a window of wall time."""
-
-    pids: dict[str, list[int]]
-    start_ticks: dict[int, int]
-    start: float
-
-    @classmethod
-    def begin(cls, pids: dict[str, list[int]]) -> CpuWindow:
-        ticks = {}
-        for group in pids.values():
-            for pid in group:
-                t = cpu_ticks(pid)
-                if t is not None:
-                    ticks[pid] = t
-        return cls(pids, ticks, time.monotonic())
-
-    def end(self) -> dict[str, dict]:
-        """Per group: CPU % of one core over the window, and the processes' comm names."""
-        wall = time.monotonic() - self.start
-        out = {}
-        for name, group in self.pids.items():
-            used = 0
-            for pid in group:
-                t = cpu_ticks(pid)
-                if t is not None and pid in self.start_ticks:
-                    used += t - self.start_ticks[pid]
-            out[name] = {"cpu_pct": round(100 * used / CLK_TCK / wall, 2) if wall > 0 else None}
-        return out
-
-
-def memory_of(groups: dict[str, list[int]]) -> dict[str, dict]:
-    """Per group: total PSS and RSS (MiB) and the processes, biggest first."""
-    out = {}
-    for name, pids in groups.items():
-        procs = []
-        for pid in pids:
-            m = memory(pid)
-            if m["rss"]:
-                procs.append(
-                    {
-                        "pid": pid,
-                        "comm": comm(pid),
-                        "pss": round(m["pss"], 1),
-                        "uss": round(m["uss"], 1),
-                        "rss": round(m["rss"], 1),
-                    }
-                )
-        procs.sort(key=lambda p: -p["pss"])
-        out[name] = {
-            "pss_mib": round(sum(p["pss"] for p in procs), 1),
-            "rss_mib": round(sum(p["rss"] for p in procs), 1),
-            "uss_mib": round(sum(p["uss"] for p in procs), 1),
-            "processes": procs,
-        }
-    return out
+    utime, stime = _stat(pid, 11), _stat(pid, 12)
+    return None if utime is None or stime is None else utime + stime
 
 
 def start_ticks(pid: int) -> int | None:
     """When the process started, in clock ticks since boot (10 ms resolution)."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
+    return _stat(pid, 19)
+
+
+def memory(pid: int) -> dict[str, float]:
+    """RSS, PSS and USS (private) in MiB from /proc/<pid>/smaps_rollup (zeros if the process is gone)."""
+    out = {"rss": 0.0, "pss": 0.0, "uss": 0.0}
+    for line in _read(pid, "smaps_rollup").decode().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            out[key.lower()] = int(rest.split()[0]) / 1024
+        elif key in ("Private_Clean", "Private_Dirty"):
+            out["uss"] += int(rest.split()[0]) / 1024
+    return out
+
+
+class CpuWindow:
+    """CPU % of one core used by groups of processes over a window of wall time."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups, self.start = groups, time.monotonic()
+        self.ticks = {pid: cpu_ticks(pid) for pids in groups.values() for pid in pids}
+
+    def end(self) -> dict[str, float]:
+        wall = time.monotonic() - self.start
+        used = {name: 0 for name in self.groups}
+        for name, pids in self.groups.items():
+            for pid in pids:
+                now, then = cpu_ticks(pid), self.ticks.get(pid)
+                if now is not None and then is not None:
+                    used[name] += now - then
+        return {name: round(100 * ticks / CLK_TCK / wall, 2) for name, ticks in used.items()}
+
+
+def memory_of(groups: dict[str, list[int]]) -> dict[str, dict]:
+    """Per group: total PSS, USS and RSS (MiB) and its processes, biggest first."""
+    out = {}
+    for name, pids in groups.items():
+        procs = [{"pid": p, "comm": comm(p), **{k: round(v, 1) for k, v in memory(p).items()}} for p in pids]
+        procs = sorted((p for p in procs if p["rss"]), key=lambda p: -p["pss"])
+        out[name] = {f"{k}_mib": round(sum(p[k] for p in procs), 1) for k in ("pss", "uss", "rss")}
+        out[name]["processes"] = procs
+    return out
 
 
 def chromium_pids() -> list[int]:
@@ -164,7 +118,7 @@ def chromium_pids() -> list[int]:
     return sorted(p for p in tree(os.getpid()) if comm(p).startswith("chrom"))
 
 
-# -- clocks -----------------------------------------------------------------------
+# -- the page's clock ---------------------------------------------------------------
 def align(page, probes: int = 15) -> tuple[float, float]:
     """The offset (s) of the page's clock from ``time.time()``, and its error bound (s).
 
@@ -177,35 +131,41 @@ def align(page, probes: int = 15) -> tuple[float, float]:
         t_a = time.time()
         page_ms = page.evaluate("() => performance.timeOrigin + performance.now()")
         t_b = time.time()
-        rtt = t_b - t_a
-        if best is None or rtt < best[1]:
-            best = (page_ms / 1000 - (t_a + t_b) / 2, rtt)
+        if best is None or t_b - t_a < best[1]:
+            best = (page_ms / 1000 - (t_a + t_b) / 2, t_b - t_a)
     return best[0], best[1] / 2
 
 
 # -- X ------------------------------------------------------------------------------
 def x_connect(env: dict[str, str]):
+    """A python-xlib connection to ``env``'s display, with its cookie (python-xlib reads XAUTHORITY)."""
     from Xlib import display
 
-    from desktop_widget.control import _x
-
-    if "XAUTHORITY" in env:
-        return _x.connect(env["DISPLAY"], env["XAUTHORITY"])
-    return display.Display(env["DISPLAY"])
-
-
-PALETTE = [
-    (255, 51, 102),
-    (51, 204, 102),
-    (51, 102, 255),
-    (255, 204, 0),
-    (0, 204, 204),
-    (204, 51, 255),
-]
+    old = os.environ.get("XAUTHORITY")
+    os.environ["XAUTHORITY"] = env.get("XAUTHORITY", old or "")
+    try:
+        return display.Display(env["DISPLAY"])
+    finally:
+        if old is None:
+            del os.environ["XAUTHORITY"]
+        else:
+            os.environ["XAUTHORITY"] = old
 
 
-def pixel(rgb: tuple[int, int, int]) -> int:
-    return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+def screen(env: dict[str, str], y: int = 0, height: int | None = None):
+    """The X screen (or rows ``y``.. of it) as a PIL image, read directly from the X server."""
+    from PIL import Image
+    from Xlib import X
+
+    conn = x_connect(env)
+    try:
+        root = conn.screen().root
+        g = root.get_geometry()
+        height = g.height - y if height is None else height
+        data = root.get_image(0, y, g.width, height, X.ZPixmap, 0xFFFFFFFF).data
+        return Image.frombuffer("RGB", (g.width, height), data, "raw", "BGRX", 0, 1)
+    finally:
+        conn.close()
 
 
 class Patch:
@@ -215,15 +175,15 @@ class Patch:
         from Xlib import X
 
         self.conn = x_connect(env)
-        screen = self.conn.screen()
+        s = self.conn.screen()
         self.x, self.y, self.w, self.h = x, y, w, h
-        self.window = screen.root.create_window(
+        self.window = s.root.create_window(
             x,
             y,
             w,
             h,
             0,
-            screen.root_depth,
+            s.root_depth,
             X.InputOutput,
             X.CopyFromParent,
             background_pixel=0x202020,
@@ -232,28 +192,17 @@ class Patch:
         self.window.map()
         self.conn.sync()
 
-    @property
-    def centre(self) -> tuple[int, int]:
-        return self.x + self.w // 2, self.y + self.h // 2
-
     def points(self) -> list[tuple[int, int]]:
-        cx, cy = self.centre
-        return [(cx, cy), (self.x + 4, self.y + 4), (self.x + self.w - 5, self.y + self.h - 5)]
+        x, y, w, h = self.x, self.y, self.w, self.h
+        return [(x + w // 2, y + h // 2), (x + 4, y + 4), (x + w - 5, y + h - 5)]
 
     def paint(self, rgb: tuple[int, int, int]) -> float:
         """Recolour the window; returns ``time.time()`` just before the request went out."""
         t0 = time.time()
-        self.window.change_attributes(background_pixel=pixel(rgb))
+        self.window.change_attributes(background_pixel=(rgb[0] << 16) | (rgb[1] << 8) | rgb[2])
         self.window.clear_area()
-        self.conn.flush()
         self.conn.sync()
         return t0
-
-    def raise_(self) -> None:
-        from Xlib import X
-
-        self.window.configure(stack_mode=X.Above)
-        self.conn.sync()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -261,40 +210,3 @@ class Patch:
             self.conn.sync()
         with contextlib.suppress(Exception):
             self.conn.close()
-
-
-def root_row(env: dict[str, str], y: int) -> list[tuple[int, int, int]]:
-    """One row of the X screen as RGB tuples."""
-    from Xlib import X
-
-    conn = x_connect(env)
-    try:
-        root = conn.screen().root
-        g = root.get_geometry()
-        data = root.get_image(0, y, g.width, 1, X.ZPixmap, 0xFFFFFFFF).data
-        return [(data[i + 2], data[i + 1], data[i]) for i in range(0, len(data), 4)]
-    finally:
-        conn.close()
-
-
-def screen_size(env: dict[str, str]) -> tuple[int, int]:
-    conn = x_connect(env)
-    try:
-        g = conn.screen().root.get_geometry()
-        return g.width, g.height
-    finally:
-        conn.close()
-
-
-def save_root_png(env: dict[str, str], path: str) -> None:
-    from PIL import Image
-    from Xlib import X
-
-    conn = x_connect(env)
-    try:
-        root = conn.screen().root
-        g = root.get_geometry()
-        data = root.get_image(0, 0, g.width, g.height, X.ZPixmap, 0xFFFFFFFF).data
-        Image.frombuffer("RGB", (g.width, g.height), data, "raw", "BGRX", 0, 1).save(path)
-    finally:
-        conn.close()

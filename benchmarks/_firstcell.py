@@ -3,7 +3,7 @@
 The cell is ``from desktop_widget import Desktop; d = Desktop(); d`` with the
 default options (XFCE, the view's size), in a notebook of its own whose kernel
 is restarted before every trial, so the import is on the clock. Headline: the
-first non-black frame on the canvas and the top panel drawn on it; the old
+first non-black frame on the canvas and the top panel drawn on it; the
 stages (kernel, ``Desktop()`` returns, view, WebSocket, first RFB byte, first
 frame of any colour) are kept as the breakdown. Upstream's trials run in turn
 with ours (same load), timed from opening its page.
@@ -11,105 +11,156 @@ with ours (same load), timed from opening its page.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
 import time
 from pathlib import Path
 
-import nbformat
-from _common import CpuWindow, align, cmdline, memory_of, ppid_table, root_row, save_root_png, summary, tree
-from _metrics import (
-    PANEL_TOL,
-    PANEL_WATCH,
-    _upstream_cold_trial,
-    calibrate_panel,
+from _common import (
+    CLK_TCK,
+    align,
+    comm,
     log,
-    stages,
-    started_at,
+    screen,
+    start_ticks,
+    summary,
+    tree,
 )
-from _targets import NOTEBOOK_KERNELSPEC, Browser, Ours, api, close_page, wait_js
+from _targets import Browser, Notebook, Ours, Upstream, wait_js, wait_kernel_idle
 
-FIRST_NOTEBOOK = "first-cell.ipynb"
+PANEL_Y = 13  # the middle row of XFCE's 26-pixel top panel (the config both sides use)
+PANEL_TOL = 10
+
+
+# -- the panel detector --------------------------------------------------------------------
+def calibrate_panel(env: dict[str, str]) -> dict | None:
+    """Where XFCE's top panel shows its background colour, read from the X screen once it has settled.
+
+    Returns the colour and up to 40 x positions (at y = PANEL_Y) that have it;
+    "panel drawn" is then: at least 90 % of those canvas pixels show it.
+    """
+    row = list(screen(env, PANEL_Y, 1).getdata())
+    colour, count = collections.Counter(row).most_common(1)[0]
+    if count < len(row) // 3:
+        return None
+    xs = [x for x, c in enumerate(row) if c == colour]
+    step = max(1, len(xs) // 40)
+    points = [[x, PANEL_Y] for x in xs[::step]][:40]
+    return {"rgb": list(colour), "points": points, "need": int(len(points) * 0.9), "share": round(count / len(row), 2)}
+
+
+#: The processes whose start the breakdown shows (ours and upstream's).
+PROFILE_COMMS = {"vncserver", "Xvnc", "Xtigervnc", "dbus-launch", "dbus-daemon", "xfce4-session", "xfwm4",
+                 "xfsettingsd", "xfce4-panel", "xfdesktop", "openbox"}  # fmt: skip
+
+
+def started_at(pids: list[int]) -> dict[str, float]:
+    """Wall-clock time (time.time()) at which the first process of each interesting name started (±10 ms)."""
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    now = time.time()
+    out: dict[str, float] = {}
+    for pid in pids:
+        name = comm(pid)
+        ticks = start_ticks(pid)
+        if name in PROFILE_COMMS and ticks is not None:
+            t = now - uptime + ticks / CLK_TCK
+            out[name] = min(out.get(name, t), t)
+    return out
+
+
+PANEL_WATCH = "([p, tol]) => __bench.watch('panel', p.points, p.rgb, tol, p.need)"
+
+
+def stages(state: dict, offset: float, err: float, page_ms: dict, kernel_s: dict, started: dict) -> dict:
+    """A cell's trial in seconds after the cell ran: the page's times (ms on its clock), the
+    kernel's (``time.time()``, put on the page's clock by ``offset``), the view's WebSocket and
+    when each process of the desktop started."""
+    t_run = state["tRun"]
+    ws = state["ws"][-1] if state["ws"] else {}
+
+    def rel(t_ms):
+        return None if t_ms is None or t_run is None else round((t_ms - t_run) / 1000, 4)
+
+    def rel_k(t_s):
+        return None if t_run is None else round(t_s + offset - t_run / 1000, 4)
+
+    return {
+        **{name: rel(t) for name, t in page_ms.items()},
+        **{name: rel_k(t) for name, t in kernel_s.items()},
+        "view_rendered_s": rel(state["tRoot"]),
+        "ws_created_s": rel(ws.get("tCreate")),
+        "ws_open_s": rel(ws.get("tOpen")),
+        "first_rfb_byte_s": rel(ws.get("tFirstMsg")),
+        "clock_error_ms": round(err * 1000, 3),
+        "process_started_s": {k: rel_k(v) for k, v in sorted(started.items(), key=lambda kv: kv[1])},
+    }
+
+
+def _times(page, before: int, panel: bool, timeout: float = 40) -> dict:
+    """When the first canvas made after ``before`` had its first frame, its first non-black frame and the panel."""
+    first = "([n, f]) => __bench.canvases.slice(n).find(c => c.canvas.isConnected && c[f])?.[f] ?? null"
+    out = {"first_colour_s": wait_js(page, first, [before, "tFirstColour"], timeout=timeout, poll=0.05)}
+    out["first_frame_s"] = page.evaluate(first, [before, "tFirstFrame"])
+    found = "() => __bench.hits('panel').at(-1) ?? null"
+    out["panel_s"] = wait_js(page, found, timeout=timeout, poll=0.05) if panel and out["first_colour_s"] else None
+    return out
+
+
+# -- cold start: upstream ------------------------------------------------------------------------
+def _upstream_cold_trial(browser: Browser, workdir: Path, panel: dict | None, keep: bool = False):
+    """Open upstream's ``/desktop/`` on a new server (jupyter-server-proxy starts ``vncserver`` only once)."""
+    upstream = Upstream(browser, workdir)
+    try:
+        # The panel's watch is set before the page's own scripts run, so that no frame is missed.
+        watch = (
+            panel
+            and f"__bench.watch('panel', {json.dumps([panel['points'], panel['rgb']])[1:-1]}, {PANEL_TOL}, {panel['need']});"
+        )
+        page = upstream.page = browser.new_page(extra_script=watch or None)
+        page.goto(f"{upstream.server.url}desktop/?token={upstream.server.token}")
+        origin = page.evaluate("() => performance.timeOrigin")
+        page_ms = _times(page, 0, bool(panel))
+        state = {**page.evaluate("() => __bench.state()"), "tRun": origin, "tRoot": None}  # from opening the page
+        offset, err = align(page)
+        result = stages(state, offset, err, page_ms, {}, started_at(upstream.desktop_pids()))
+    except BaseException:
+        upstream.close()
+        raise
+    if keep:
+        return result, upstream
+    upstream.close()
+    return result, None
+
+
+def fresh_upstream(browser: Browser, workdir: Path) -> Upstream:
+    """An upstream desktop for the other metrics (its cold start is not counted)."""
+    _, upstream = _upstream_cold_trial(browser, workdir, None, keep=True)
+    time.sleep(4)
+    upstream.find_xvnc()
+    return upstream
+
+
 #: The cell a person runs. The time stamps around it (``time`` is imported by
 #: ipykernel anyway) only split the breakdown; they cost microseconds.
 FIRST_CELL = (
-    "# bench: first\nimport time; _t0 = time.time()\n"
+    "import time; _t0 = time.time()\n"
     "from desktop_widget import Desktop; _t1 = time.time(); d = Desktop(); _t2 = time.time(); d"
 )
 
 
-class FirstCell:
-    """The first-cell notebook open in its own page of our JupyterLab, and a side client on its kernel."""
+class FirstCell(Notebook):
+    """The first-cell notebook open in its own page of our JupyterLab (``ours``' server)."""
 
     def __init__(self, ours: Ours, browser: Browser) -> None:
-        self.ours = ours
-        self.server = ours.server
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FIRST_CELL)])
-        nb.metadata["kernelspec"] = NOTEBOOK_KERNELSPEC
-        nbformat.write(nb, str(self.server["root"] / FIRST_NOTEBOOK))
-        self.browser = browser
-        self.page = None
-        self.kc = None
-        self.kernel_id = None
-        self.supervisor: int | None = None
-
-    def open(self) -> None:
-        from playwright.sync_api import expect
-
-        self.page = self.browser.new_page()
-        # A workspace of its own, so that the benchmark notebook of the other page is not restored here.
-        url = f"{self.server['url']}lab/workspaces/first-cell/tree/{FIRST_NOTEBOOK}?token={self.server['token']}"
-        self.page.goto(url, timeout=90_000)
-        self.cell().wait_for(timeout=90_000)
-        self._wait_idle_status(expect)
-        if self.page.locator("#jp-left-stack").is_visible():
-            self.page.keyboard.press("Control+b")
-            self.page.locator("#jp-left-stack").wait_for(state="hidden", timeout=10_000)
-        deadline = time.monotonic() + 60
-        while self.kernel_id is None:
-            for s in api(self.server, "api/sessions"):
-                if s.get("path", "").endswith(FIRST_NOTEBOOK):
-                    self.kernel_id = s["kernel"]["id"]
-            if time.monotonic() > deadline:
-                raise RuntimeError("the first-cell notebook has no kernel")
-            time.sleep(0.2)
-
-    def _wait_idle_status(self, expect) -> None:
-        import re
-
-        expect(self.page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')).to_have_text(
-            re.compile(r"ipykernel.*\| Idle"), timeout=90_000
-        )
-
-    def _client(self):
-        from jupyter_client import BlockingKernelClient
-
-        if self.kc is not None:
-            with contextlib.suppress(Exception):
-                self.kc.stop_channels()
-        self.kc = BlockingKernelClient(connection_file=str(self.ours.runtime / f"kernel-{self.kernel_id}.json"))
-        self.kc.load_connection_file()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
-        return self.kc
-
-    def eval_json(self, expression: str) -> object:
-        out: list[str] = []
-
-        def hook(msg: dict) -> None:
-            if msg["header"]["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-
-        code = f"import json as _json; print(_json.dumps({expression}))"
-        self.kc.execute_interactive(code, timeout=60, output_hook=hook, store_history=False)
-        return json.loads("".join(out).strip().splitlines()[-1])
+        self.supervisor: int | None = None  # the desktop of the last trial
+        super().__init__(browser, ours.server, ours.runtime, "first-cell.ipynb", {"first": FIRST_CELL})
 
     def fresh_kernel(self) -> None:
         """Restart the kernel as a person does (its desktop stops with it); wait until it is idle and the old desktop gone."""
-        from playwright.sync_api import expect
-
-        self.cell().locator(".jp-InputArea-prompt").click()
+        self.cell("first").locator(".jp-InputArea-prompt").click()
         self.page.keyboard.press("0")
         self.page.keyboard.press("0")  # the notebook's "restart the kernel" shortcut, then its dialog
         self.page.locator(".jp-Dialog .jp-mod-accept").click()
@@ -120,37 +171,18 @@ class FirstCell:
                 time.sleep(0.05)
             self.supervisor = None
         time.sleep(0.5)  # the status leaves "Idle" before it comes back
-        self._wait_idle_status(expect)
-        self._client()
+        wait_kernel_idle(self.page)
+        self.connect_kernel()
         time.sleep(1.0)  # the new kernel's own start-up settles (it is not what we time)
 
-    def cell(self):
-        return self.page.locator(".jp-CodeCell").filter(has=self.page.locator(".cm-content", has_text="# bench: first"))
-
-    def run(self) -> None:
-        prompt = self.cell().locator(".jp-InputArea-prompt")
-        prompt.click()
-        self.page.keyboard.press("Shift+Enter")
-
     def settled_desktop(self) -> dict:
-        info = self.eval_json(
-            '{"env": d.env, "supervisor": next(i for i in __import__("desktop_widget").list_desktops() if i.id == d.id).supervisor_pid}'
-        )
+        info = self.desktop_info()
         self.supervisor = info["supervisor"]
         return info
 
-    def close(self) -> None:
-        if self.kc is not None:
-            with contextlib.suppress(Exception):
-                self.kc.stop_channels()
-        if self.page is not None:
-            close_page(self.page)
-        if self.kernel_id:
-            with contextlib.suppress(Exception):
-                api(self.server, f"api/kernels/{self.kernel_id}", "DELETE")
 
-
-def _first_cell_trial(fc: FirstCell, panel: dict | None, timeout: float = 30, before_run=None) -> dict:
+def _first_cell_trial(fc: FirstCell, panel: dict | None, before_run=None) -> dict:
+    """Restart the kernel, then Shift+Enter on the first cell: the page's, the kernel's and the processes' times."""
     fc.fresh_kernel()
     if before_run is not None:
         before_run()
@@ -160,39 +192,14 @@ def _first_cell_trial(fc: FirstCell, panel: dict | None, timeout: float = 30, be
         page.evaluate(PANEL_WATCH, [panel, PANEL_TOL])
     offset, err = align(page)
     before = page.evaluate("() => __bench.canvases.length")
-    fc.run()
-    colour = wait_js(
-        page,
-        """(n) => { const c = __bench.canvases.slice(n).find(c => c.canvas.isConnected && c.tFirstColour);
-                    return c ? c.tFirstColour : null; }""",
-        before,
-        timeout=timeout,
-        poll=0.05,
-    )
-    panel_t = None
-    if panel:
-        panel_t = wait_js(
-            page,
-            "(n) => { const c = __bench.canvases.slice(n).find(c => c.canvas.isConnected); const h = __bench.hits('panel'); "
-            "return c && h.length ? h[h.length - 1] : null; }",
-            before,
-            timeout=timeout,
-            poll=0.05,
-        )
+    fc.run_cell("first")
+    page_ms = _times(page, before, bool(panel))
     state = page.evaluate("() => __bench.state()")
-    canvases = [c for c in state["canvases"] if c["w"] >= 64]
-    frame = canvases[-1]["tFirstFrame"] if canvases else None
     kernel = fc.eval_json("[_t0, _t1, _t2]")
     info = fc.settled_desktop()
     started = started_at(sorted(tree(info["supervisor"])))
-    return stages(
-        state,
-        offset,
-        err,
-        page_ms={"first_colour_s": colour, "panel_s": panel_t, "first_frame_s": frame},
-        kernel_s={"kernel_start_s": kernel[0], "imported_s": kernel[1], "desktop_ready_s": kernel[2]},
-        started=started,
-    )
+    kernel_s = {"kernel_start_s": kernel[0], "imported_s": kernel[1], "desktop_ready_s": kernel[2]}
+    return stages(state, offset, err, page_ms, kernel_s, started)
 
 
 def _summarise(trials: list[dict]) -> dict:
@@ -209,12 +216,11 @@ def first_cell_pair(
     log(f"first cell of a fresh kernel → panel: 1 warm-up + {n} (upstream: {n_upstream if upstream else 0})")
     fc = FirstCell(ours, browser)
     try:
-        fc.open()
         warm = _first_cell_trial(fc, None)
         time.sleep(4)  # settled: learn where the panel is, and look at it
         info = fc.settled_desktop()
         panel = calibrate_panel(info["env"])
-        save_root_png(info["env"], str(results_dir / "ours-first-cell-x-screen.png"))
+        screen(info["env"]).save(results_dir / "ours-first-cell-x-screen.png")
         up_panel = None
         if upstream:
             with contextlib.suppress(Exception):
@@ -248,121 +254,3 @@ def first_cell_pair(
         return out
     finally:
         fc.close()
-
-
-# -- with a spare desktop ready (--DesktopWidget.spare_desktops=1) --------------------------------------
-SPARE_SETTLED_S = 5.0  # a spare's marker this old: its XFCE has drawn (it takes 1-3 s)
-
-
-def _spare_ids(ours: Ours) -> dict[str, float]:
-    """Spare desktops ready now: id -> age of their ``spare`` marker (s)."""
-    now = time.time()
-    out = {}
-    for marker in (ours.runtime / "desktop-widget").glob("*/spare"):
-        with contextlib.suppress(OSError):
-            out[marker.parent.name] = now - marker.stat().st_mtime
-    return out
-
-
-def _panel_drawn(ours: Ours, desktop_id: str, panel: dict) -> bool:
-    """Whether a spare's own screen shows XFCE's panel (its marker holds the display)."""
-    directory = ours.runtime / "desktop-widget" / desktop_id
-    try:
-        display = json.loads((directory / "spare").read_text())["display"]
-        row = root_row({"DISPLAY": f":{display}", "XAUTHORITY": str(directory / "Xauthority")}, panel["points"][0][1])
-    except Exception:
-        return False
-    rgb = panel["rgb"]
-    hits = sum(
-        1
-        for x, _ in panel["points"]
-        if x < len(row) and all(abs(a - b) <= 10 for a, b in zip(row[x], rgb, strict=True))
-    )
-    return hits >= panel["need"]
-
-
-def _wait_settled_spare(ours: Ours, timeout: float = 90, panel: dict | None = None) -> str:
-    """A spare that has drawn its panel (or, before the panel's colour is known, one old enough to have)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ready = {
-            k: age
-            for k, age in _spare_ids(ours).items()
-            if (_panel_drawn(ours, k, panel) if panel else age >= SPARE_SETTLED_S)
-        }
-        if ready:
-            return max(ready, key=ready.get)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no settled spare desktop in {timeout} s")
-        time.sleep(0.2)
-
-
-def _spare_supervisor(desktop_id: str) -> int | None:
-    table = ppid_table()
-    return next((table[p] for p in table if f"desktop-{desktop_id}" in cmdline(p)), None)
-
-
-def spare_idle_cost(ours: Ours, idle_s: float) -> dict:
-    """What one ready spare costs while nobody uses it: memory of its whole tree and CPU over ``idle_s``."""
-    spare = _wait_settled_spare(ours)
-    sup = _spare_supervisor(spare)
-    pids = sorted(tree(sup) | {sup})
-    cpu = CpuWindow.begin({"spare": pids})
-    time.sleep(idle_s)
-    used = cpu.end()["spare"]
-    mem = memory_of({"spare": pids})["spare"]
-    return {
-        "idle_s": idle_s,
-        "cpu_pct": used["cpu_pct"],
-        "pss_mib": mem["pss_mib"],
-        "uss_mib": mem["uss_mib"],
-        "rss_mib": mem["rss_mib"],
-        "processes": len(pids),
-        "largest": [f"{p['comm']} {p['pss']:.0f}/{p['uss']:.0f}" for p in mem["processes"][:6]],
-    }
-
-
-def first_cell_spare(browser: Browser, workdir: Path, n: int, idle_s: float, results_dir: Path) -> dict:
-    """The same first cell, on a server that keeps one spare desktop ready; and that spare's idle cost."""
-    log(f"first cell with a spare desktop ready: 1 warm-up + {n}")
-    ours = Ours(browser, workdir, server_args=("--DesktopWidget.spare_desktops=1",))
-    fc = FirstCell(ours, browser)
-    try:
-        fc.open()
-        idle = spare_idle_cost(ours, idle_s)
-        log(f"  a ready spare at idle: {idle['pss_mib']} MiB PSS, {idle['cpu_pct']} % CPU")
-        claimed: list[str] = []
-        panel: dict | None = None
-
-        def settled_spare() -> None:
-            claimed.append(_wait_settled_spare(ours, panel=panel))
-
-        warm = _first_cell_trial(fc, None, before_run=settled_spare)
-        time.sleep(4)
-        info = fc.settled_desktop()
-        panel = calibrate_panel(info["env"])
-        trials = []
-        for i in range(n):
-            trial = _first_cell_trial(fc, panel, before_run=settled_spare)
-            trial["claimed_spare"] = fc.eval_json("d.id") == claimed[-1]
-            # The view's first resize reaches the claimed desktop (a spare starts at 1280x800).
-            trial["resized_to_view"] = fc.eval_json("list(d.size) == list(d.view._view_size)")
-            trials.append(trial)
-            log(f"  ours+spare: first colour {trial['first_colour_s']} s, panel {trial['panel_s']} s")
-            if i == n - 1:
-                time.sleep(1.5)
-                fc.page.screenshot(path=str(results_dir / "ours-first-cell-spare-page.png"))
-        return {
-            "warmup": warm,
-            "panel_calibration": panel,
-            "trials": trials,
-            "summary": _summarise(
-                [{k: v for k, v in t.items() if k not in ("claimed_spare", "resized_to_view")} for t in trials]
-            ),
-            "claimed_spare": sum(t["claimed_spare"] for t in trials),
-            "resized_to_view": sum(bool(t["resized_to_view"]) for t in trials),
-            "idle": idle,
-        }
-    finally:
-        fc.close()
-        ours.close()

@@ -3,7 +3,9 @@
 // nothing the page does; it only watches:
 //
 // * every WebSocket whose URL is a desktop's (ours: desktop-widget/, upstream:
-//   desktop-websockify/): when it was created and opened, bytes received/sent;
+//   desktop-websockify/): when it was created and opened, bytes received;
+// * the notebook's kernel WebSockets (api/kernels/): bytes received (the comm
+//   transport's frames travel there);
 // * every draw onto a visible canvas (noVNC copies its back buffer to the
 //   visible canvas with drawImage when a frame is complete): the first frame,
 //   the number of frames, and "watches": the moment given pixels first show
@@ -15,12 +17,11 @@
 	const B = {
 		ws: [],
 		bytesIn: 0,
-		bytesOut: 0,
-		msgsIn: 0,
+		kernelBytesIn: 0,
 		lastMsg: null,
+		lastKernelMsg: null,
 		canvases: [],
 		flips: 0,
-		lastFlip: 0,
 		watches: [],
 		rafOn: false,
 		rafDistinct: 0,
@@ -37,17 +38,18 @@
 	// A wrapper function, not a subclass: noVNC checks that the socket's own
 	// prototype has the WebSocket methods.
 	const NativeWebSocket = window.WebSocket;
-	const nativeSend = NativeWebSocket.prototype.send;
-	NativeWebSocket.prototype.send = function (data) {
-		if (this.__benchDesktop) B.bytesOut += data.byteLength ?? data.size ?? data.length ?? 0;
-		return nativeSend.call(this, data);
-	};
 	function BenchWebSocket(url, protocols) {
 		const socket = protocols === undefined ? new NativeWebSocket(url) : new NativeWebSocket(url, protocols);
+		if (/\/api\/kernels\//.test(String(url))) {
+			socket.addEventListener("message", (event) => {
+				const data = event.data;
+				B.kernelBytesIn += data.byteLength ?? data.size ?? data.length ?? 0;
+				B.lastKernelMsg = now();
+			});
+		}
 		if (!isDesktopUrl(url)) return socket;
 		const rec = { url: String(url), tCreate: now(), tOpen: null, tFirstMsg: null, tClose: null, bytesIn: 0 };
 		B.ws.push(rec);
-		socket.__benchDesktop = true;
 		socket.addEventListener("open", () => {
 			rec.tOpen = now();
 		});
@@ -60,7 +62,6 @@
 			rec.bytesIn += n;
 			B.bytesIn += n;
 			B.lastMsg = now();
-			B.msgsIn += 1;
 			if (rec.tFirstMsg === null) rec.tFirstMsg = now();
 		});
 		return socket;
@@ -82,7 +83,7 @@
 	function canvasInfo(canvas) {
 		let info = B.canvases.find((c) => c.canvas === canvas);
 		if (!info) {
-			info = { canvas, tFirstFlip: null, tFirstFrame: null, tFirstColour: null, flips: 0 };
+			info = { canvas, tFirstFrame: null, tFirstColour: null, size: "", tSized: null };
 			B.canvases.push(info);
 		}
 		return info;
@@ -106,8 +107,12 @@
 		if (!canvas.isConnected || canvas.width < 64 || canvas.height < 64) return;
 		const t = now();
 		const info = canvasInfo(canvas);
-		info.flips += 1;
-		if (info.tFirstFlip === null) info.tFirstFlip = t;
+		// When the canvas took its present size (a resize of the desktop reaching the view).
+		const size = `${canvas.width}x${canvas.height}`;
+		if (info.size !== size) {
+			info.size = size;
+			info.tSized = t;
+		}
 		// The first frame of the desktop: the canvas is opaque everywhere we look
 		// (noVNC sizes it, and flips an empty back buffer, before any pixels come).
 		// The first non-black frame: opaque, and not black at most of those points
@@ -122,12 +127,13 @@
 			}
 		}
 		B.flips += 1;
-		B.lastFlip = t;
 		for (const watch of B.watches) {
 			if (watch.hits.has(canvas)) continue;
 			if (matches(ctx, watch)) {
 				watch.hits.set(canvas, t);
-				watch.msgs.set(canvas, B.lastMsg);
+				// The message that brought the pixels: a desktop socket's, or with the comm transport the kernel's.
+				const route = B.ws.some((w) => w.tOpen !== null && w.tClose === null);
+				watch.msgs.set(canvas, route ? B.lastMsg : B.lastKernelMsg);
 			}
 		}
 	}
@@ -156,20 +162,19 @@
 			if (info.canvas.isConnected && matches(info.canvas.getContext("2d"), watch)) watch.hits.set(info.canvas, now());
 		}
 	};
+	/** The connected desktop canvases (that ``pred`` accepts), in document order. */
+	const live = (pred = () => true) =>
+		B.canvases
+			.filter((c) => c.canvas.isConnected && c.canvas.width >= 64 && pred(c))
+			.sort((a, b) => (a.canvas.compareDocumentPosition(b.canvas) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1));
+	const watchOf = (id) => B.watches.find((w) => w.id === id);
 	/** Hit times of a watch, one per connected canvas in document order (null: not yet). */
-	B.hits = (id) => {
-		const watch = B.watches.find((w) => w.id === id);
-		const live = B.canvases.filter((c) => c.canvas.isConnected && c.canvas.width >= 64);
-		live.sort((a, b) => (a.canvas.compareDocumentPosition(b.canvas) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1));
-		return live.map((c) => (watch && watch.hits.has(c.canvas) ? watch.hits.get(c.canvas) : null));
-	};
+	B.hits = (id) => live().map((c) => watchOf(id)?.hits.get(c.canvas) ?? null);
 	/** When the WebSocket message that completed the first canvas's hit arrived (before noVNC decoded it). */
 	B.hitMessage = (id) => {
-		const watch = B.watches.find((w) => w.id === id);
-		if (!watch) return null;
-		const live = B.canvases.filter((c) => c.canvas.isConnected && watch.msgs.has(c.canvas));
-		live.sort((a, b) => (a.canvas.compareDocumentPosition(b.canvas) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1));
-		return live.length ? watch.msgs.get(live[0].canvas) : null;
+		const watch = watchOf(id);
+		const first = watch && live((c) => watch.msgs.has(c.canvas))[0];
+		return first ? watch.msgs.get(first.canvas) : null;
 	};
 	B.unwatch = (id) => {
 		B.watches = B.watches.filter((w) => w.id !== id);
@@ -213,15 +218,13 @@
 			.map((c) => ({
 				w: c.canvas.width,
 				h: c.canvas.height,
-				flips: c.flips,
-				tFirstFlip: c.tFirstFlip,
 				tFirstFrame: c.tFirstFrame,
 				tFirstColour: c.tFirstColour,
+				tSized: c.tSized,
 			})),
 		ws: B.ws.map((w) => ({ ...w })),
 		bytesIn: B.bytesIn,
-		bytesOut: B.bytesOut,
-		msgsIn: B.msgsIn,
+		kernelBytesIn: B.kernelBytesIn,
 		flips: B.flips,
 		tRun: B.tRun,
 		tRoot: B.tRoot,

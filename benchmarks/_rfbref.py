@@ -10,7 +10,6 @@ stdout, one JSON object per line:
 
     -> {"cmd": "watch", "id": 3, "points": [[x, y], ...], "rgb": [r, g, b], "tol": 24}
     <- {"event": "hit", "id": 3, "t": <time.time() when the last pixel arrived>}
-    -> {"cmd": "stats"}   <- {"event": "stats", "bytes": ..., "updates": ...}
     -> {"cmd": "quit"}
 """
 
@@ -170,8 +169,6 @@ def main() -> None:
             }
             with client.lock:
                 client.watches = {cmd["id"]: watch}
-        elif cmd["cmd"] == "stats":
-            emit(event="stats", bytes=client.bytes, updates=client.updates)
         elif cmd["cmd"] == "quit":
             break
 

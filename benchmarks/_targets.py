@@ -7,20 +7,17 @@ import json
 import os
 import queue
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
-from _common import cmdline, comm, environ_has, ppid_table, tree
+from _common import cmdline, comm, environ, ppid_table, tree
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -28,8 +25,11 @@ OURS_BIN = ROOT / ".venv" / "bin"
 UPSTREAM_VENV = HERE / ".venv-upstream"
 PAGE_JS = (HERE / "_page.js").read_text()
 
-# The one definition of the browser and its flags (no downloads, no network of its own).
-from tests._jupyter import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+# The test suite's helpers are the one home of the browser's flags (no downloads, no network of its own),
+# of starting a Jupyter server and of its REST API: imported from the repository root, which _common puts
+# first on sys.path (not through the editable install's path).
+from tests._jupyter import CHROMIUM, CHROMIUM_ARGS, JupyterServer, start_jupyter, stop_jupyter  # noqa: E402
+from tests._notebook_page import api, lab_setting, wait_kernel_idle  # noqa: E402
 
 VIEWPORT = {"width": 1400, "height": 1100}
 #: The height of our views: the desktop is the view's size (about 1290x700 here),
@@ -37,85 +37,17 @@ VIEWPORT = {"width": 1400, "height": 1100}
 VIEW_HEIGHT = "700px"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_server(workdir: Path, env: dict[str, str], bin_dir: Path = OURS_BIN, args: tuple[str, ...] = ()):
+    """A Jupyter server (JupyterLab) on 127.0.0.1 with a fresh token: the test suite's ``start_jupyter``."""
+    env = {**env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return start_jupyter(workdir, base_url="/", extra_args=args, env=env, bin_dir=bin_dir)
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            raise RuntimeError(f"jupyter server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-
-
-def start_server(
-    venv_bin: Path, workdir: Path, env_extra: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
-) -> dict:
-    """A Jupyter server (JupyterLab) on 127.0.0.1 with a fresh token; returns its facts."""
-    notebooks = workdir / "notebooks"
-    notebooks.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(16)
-    port = free_port()
-    log = workdir / "jupyter.log"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / "config"), **(env_extra or {})}
-    env["PATH"] = f"{venv_bin}:{env['PATH']}"
-    cmd = [
-        str(venv_bin / "jupyter"),
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={notebooks}",
-        "--LabApp.news_url=",
-        "--LabServerApp.extra_labextensions_path=[]",
-        *extra_args,
-    ]
-    out = open(log, "ab")  # noqa: SIM115 - the server keeps it
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=notebooks)
-    out.close()
-    url = f"http://127.0.0.1:{port}/"
-    _wait_http(f"{url}api/status?token={token}", proc, log)
-    return {"url": url, "token": token, "proc": proc, "log": log, "root": notebooks, "env": env}
-
-
-def stop_server(server: dict, timeout: float = 15) -> None:
-    proc = server["proc"]
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-    # Whatever of its process group is left (kernels, vncservers) goes too.
+def stop_server(server: JupyterServer) -> None:
+    """Stop the server, then whatever of its process group is left (kernels, upstream's vncserver)."""
+    stop_jupyter(server)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-
-
-def api(server: dict, path: str, method: str = "GET", body: object = None) -> object:
-    request = urllib.request.Request(
-        f"{server['url']}{path}",
-        method=method,
-        headers={"Authorization": f"token {server['token']}", "Content-Type": "application/json"},
-        data=None if body is None else json.dumps(body).encode(),
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        data = response.read()
-    return json.loads(data) if data else None
+        os.killpg(server.proc.pid, signal.SIGKILL)
 
 
 # -- the bare reference ---------------------------------------------------------------
@@ -155,10 +87,6 @@ class RefClient:
 
     def hit(self, watch_id: int) -> float | None:
         return self.hits.get(watch_id)
-
-    def stats(self) -> dict:
-        self._send(cmd="stats")
-        return self.events.get(timeout=5)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -216,74 +144,40 @@ def wait_js(page, expression: str, arg: object = None, timeout: float = 30, poll
 CELLS = {
     "setup": (
         "import json, os, time\n"
-        "from IPython.display import display\n"
         "from desktop_widget import Desktop\n"
-        f"HEIGHT = {VIEW_HEIGHT!r}; FRAME_RATE = 60; VIEWS = 1; N_DESKTOPS = 1"
+        f"HEIGHT = {VIEW_HEIGHT!r}; SESSION = 'wm'; TRANSPORT = 'server'; FRAME_RATE = None"
     ),
-    "cold-wm": '_t0 = time.time(); d = Desktop(session="wm", height=HEIGHT); _t1 = time.time(); d',
-    "cold-xfce": '_t0 = time.time(); d = Desktop(session="xfce", height=HEIGHT); _t1 = time.time(); d',
-    "comm-wm": 'd = Desktop(session="wm", height=HEIGHT, transport="comm"); d',
-    "cold-fr": '_t0 = time.time(); d = Desktop(session="wm", height=HEIGHT, frame_rate=FRAME_RATE); _t1 = time.time(); d',
-    "views": "for _ in range(VIEWS): display(d)",
-    "desktops": 'ds = [Desktop(session="wm", height=HEIGHT) for _ in range(N_DESKTOPS)]\nfor _x in ds: display(_x)',
+    # The desktop a metric runs on: the globals above set by ``new_desktop`` (_metrics.py) first.
+    "desktop": (
+        "_kw = {} if FRAME_RATE is None else {'frame_rate': FRAME_RATE}\n"
+        "d = Desktop(session=SESSION, height=HEIGHT, transport=TRANSPORT, **_kw); d"
+    ),
 }
-NOTEBOOK = "bench.ipynb"
 NOTEBOOK_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
-def _write_notebook(path: Path) -> None:
-    cells = [nbformat.v4.new_code_cell(f"# bench: {name}\n{source}") for name, source in CELLS.items()]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = NOTEBOOK_KERNELSPEC
-    nbformat.write(nb, str(path))
+class Notebook:
+    """A notebook of ``cells`` (name -> source) open in its own page and JupyterLab workspace, and a
+    second client on its kernel that reads values (``d.id``, time stamps) without touching the page."""
 
-
-class Ours:
-    """JupyterLab with the benchmark notebook open in Chromium and a second client on its kernel."""
-
-    name = "ours"
-
-    def __init__(self, browser: Browser, workdir: Path, server_args: tuple[str, ...] = ()) -> None:
-        self.workdir = workdir
-        self.runtime = Path(tempfile.mkdtemp(prefix="dwb-"))
-        self.server = start_server(OURS_BIN, workdir, {"JUPYTER_RUNTIME_DIR": str(self.runtime)}, server_args)
-        _write_notebook(self.server["root"] / NOTEBOOK)
-        api(
-            self.server,
-            "lab/api/settings/@jupyterlab/apputils-extension:notification",
-            "PUT",
-            {"raw": json.dumps({"fetchNews": "false"})},
-        )
-        # No autosave: a notebook reopened later must not bring back old views.
-        api(
-            self.server,
-            "lab/api/settings/@jupyterlab/docmanager-extension:plugin",
-            "PUT",
-            {"raw": json.dumps({"autosave": False})},
-        )
-        self.browser = browser
+    def __init__(self, browser: Browser, server: dict, runtime: Path, name: str, cells: dict[str, str]) -> None:
+        self.browser, self.server, self.runtime, self.name = browser, server, runtime, name
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"# bench: {k}\n{v}") for k, v in cells.items()])
+        nb.metadata["kernelspec"] = NOTEBOOK_KERNELSPEC
+        nbformat.write(nb, str(server.root_dir / name))
         self.page = None
         self.kc = None
-        self.info: dict = {}
-        self.open_notebook()
-        self._connect_kernel()
-        self.exec("pass")
-        self.run_cell("setup")
-        self.wait_idle()
+        self.kernel_id: str | None = None
+        self.open_page()
+        self.connect_kernel()
 
-    # -- page -----------------------------------------------------------------------
-    def open_notebook(self) -> None:
-        from playwright.sync_api import expect
-
-        if self.page is not None:
-            close_page(self.page)
-        self.page = self.browser.new_page()
-        page = self.page
-        page.goto(f"{self.server['url']}lab/tree/{NOTEBOOK}?token={self.server['token']}", timeout=90_000)
+    def open_page(self) -> None:
+        self.close_page()
+        self.page = page = self.browser.new_page()
+        workspace = Path(self.name).stem  # its own: the other notebooks' pages are not restored here
+        page.goto(f"{self.server.url}lab/workspaces/{workspace}/tree/{self.name}?token={self.server.token}")
         page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=90_000)
-        expect(page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')).to_have_text(
-            re.compile(r"ipykernel.*\| Idle"), timeout=90_000
-        )
+        wait_kernel_idle(page)
         # The file browser closed: the view (and so the desktop) gets the page's width.
         if page.locator("#jp-left-stack").is_visible():
             page.keyboard.press("Control+b")
@@ -300,32 +194,27 @@ class Ours:
         )
 
     def run_cell(self, name: str) -> None:
-        """Select the cell in command mode (click on its prompt) and press Shift+Enter."""
-        prompt = self.cell(name).locator(".jp-InputArea-prompt")
-        prompt.click()
+        """Select the cell in command mode (click on its prompt) and press Shift+Enter, as a person does."""
+        self.cell(name).locator(".jp-InputArea-prompt").click()
         self.page.keyboard.press("Shift+Enter")
 
-    def wait_idle(self, timeout: float = 60) -> None:
-        self.exec("pass", timeout=timeout)
-
-    def canvases(self, name: str) -> int:
-        return self.cell(name).locator(".dw-screen canvas").count()
-
-    # -- kernel -----------------------------------------------------------------------
-    def _connect_kernel(self) -> None:
+    def connect_kernel(self) -> None:
+        """A client on the notebook's kernel (again after a restart: same id, new connection)."""
         from jupyter_client import BlockingKernelClient
 
         deadline = time.monotonic() + 60
-        while True:
-            sessions = [s for s in api(self.server, "api/sessions") if s.get("path", "").endswith(NOTEBOOK)]
+        while self.kernel_id is None:
+            sessions = [s for s in api(self.server, "api/sessions") if s.get("path", "").endswith(self.name)]
             if sessions:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the notebook has no kernel")
-            time.sleep(0.2)
-        kernel_id = sessions[0]["kernel"]["id"]
-        self.kernel_id = kernel_id
-        self.kc = BlockingKernelClient(connection_file=str(self.runtime / f"kernel-{kernel_id}.json"))
+                self.kernel_id = sessions[0]["kernel"]["id"]
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} has no kernel")
+            else:
+                time.sleep(0.2)
+        if self.kc is not None:
+            with contextlib.suppress(Exception):
+                self.kc.stop_channels()
+        self.kc = BlockingKernelClient(connection_file=str(self.runtime / f"kernel-{self.kernel_id}.json"))
         self.kc.load_connection_file()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
@@ -348,24 +237,53 @@ class Ours:
         return "".join(out)
 
     def eval_json(self, expression: str) -> object:
-        return json.loads(self.exec(f"print(json.dumps({expression}))").strip().splitlines()[-1])
+        return json.loads(self.exec(f"import json as _json; print(_json.dumps({expression}))").strip().splitlines()[-1])
+
+    def desktop_info(self, var: str = "d") -> dict:
+        """Through the public API only: the registry entry (``list_desktops``) has the socket and the supervisor."""
+        entry = f'next(i for i in __import__("desktop_widget").list_desktops() if i.id == {var}.id)'
+        return self.eval_json(
+            f'{{"id": {var}.id, "env": {var}.env, "socket": {entry}.socket, "supervisor": {entry}.supervisor_pid}}'
+        )
 
     def kernel_pid(self) -> int | None:
-        for pid in tree(self.server["proc"].pid):
+        for pid in tree(self.server.proc.pid):
             if "ipykernel_launcher" in " ".join(cmdline(pid)) and self.kernel_id in " ".join(cmdline(pid)):
                 return pid
         return None
 
-    # -- the desktop d --------------------------------------------------------------------
+    def close(self) -> None:
+        if self.kc is not None:
+            with contextlib.suppress(Exception):
+                self.kc.stop_channels()
+        self.close_page()
+        if self.kernel_id:
+            with contextlib.suppress(Exception):
+                api(self.server, f"api/kernels/{self.kernel_id}", "DELETE")
+
+
+class Ours(Notebook):
+    """Our JupyterLab (a server of its own) with the benchmark notebook (``CELLS``) open; ``d`` is its desktop."""
+
+    def __init__(self, browser: Browser, workdir: Path, server_args: tuple[str, ...] = ()) -> None:
+        runtime = Path(tempfile.mkdtemp(prefix="dwb-"))
+        server = start_server(workdir, {"JUPYTER_RUNTIME_DIR": str(runtime)}, args=server_args)
+        lab_setting(server, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
+        # No autosave: a notebook reopened later must not bring back old views.
+        lab_setting(server, "@jupyterlab/docmanager-extension:plugin", {"autosave": False})
+        self.info: dict = {}
+        self.server, self.runtime, self.page, self.kc, self.kernel_id = server, runtime, None, None, None
+        try:
+            super().__init__(browser, server, runtime, "bench.ipynb", CELLS)
+            self.run_cell("setup")
+            self.exec("pass")
+        except BaseException:
+            self.close()
+            raise
+
     def desktop_info(self, var: str = "d") -> dict:
-        # Through the public API only: the registry entry (list_desktops) has the socket and the supervisor.
-        entry = f'next(i for i in __import__("desktop_widget").list_desktops() if i.id == {var}.id)'
-        info = self.eval_json(
-            f'{{"id": {var}.id, "display": {var}.display, "env": {var}.env, "socket": {entry}.socket,'
-            f' "supervisor": {entry}.supervisor_pid}}'
-        )
-        self.info = info
-        return info
+        self.info = super().desktop_info(var)
+        return self.info
 
     @property
     def env(self) -> dict:
@@ -375,27 +293,20 @@ class Ours:
     def socket(self) -> str:
         return self.info["socket"]
 
-    def desktop_pids(self, info: dict | None = None) -> list[int]:
-        return sorted(tree((info or self.info)["supervisor"]))
+    def desktop_pids(self) -> list[int]:
+        return sorted(tree(self.info["supervisor"]))
 
     @property
     def server_pid(self) -> int:
-        return self.server["proc"].pid
+        return self.server.proc.pid
 
     def stop_desktops(self) -> None:
-        self.exec(
-            "for _v in list(globals().get('ds', [])) + [globals().get('d')]:\n    if _v is not None: _v.stop()\nds = []"
-        )
+        self.exec("if globals().get('d') is not None: d.stop()")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop_desktops()
-        if self.kc is not None:
-            with contextlib.suppress(Exception):
-                self.kc.stop_channels()
-        self.close_page()
-        with contextlib.suppress(Exception):
-            api(self.server, f"api/kernels/{self.kernel_id}", "DELETE")
+        super().close()
         stop_server(self.server)
         shutil.rmtree(self.runtime, ignore_errors=True)
 
@@ -408,8 +319,6 @@ class Upstream:
     arrives and never restarts it, so every cold start gets a new server.
     """
 
-    name = "upstream"
-
     def __init__(self, browser: Browser, workdir: Path) -> None:
         self.browser = browser
         self.workdir = workdir
@@ -417,67 +326,42 @@ class Upstream:
         self.runtime = Path(tempfile.mkdtemp(prefix="dwu-"))
         self.xauthority = str(workdir / "Xauthority")
         Path(self.xauthority).touch()
-        self.server = start_server(
-            UPSTREAM_VENV / "bin",
-            workdir,
-            {"JUPYTER_RUNTIME_DIR": str(self.runtime), "XAUTHORITY": self.xauthority},
-        )
+        env = {"JUPYTER_RUNTIME_DIR": str(self.runtime), "XAUTHORITY": self.xauthority}
+        self.server = start_server(workdir, env, bin_dir=UPSTREAM_VENV / "bin")
         self.page = None
-        self.info: dict = {}
-
-    def open(self) -> float:
-        """Open ``/desktop/``; returns the page's time origin (ms, wall clock)."""
-        if self.page is not None:
-            close_page(self.page)
-        self.page = self.browser.new_page()
-        self.page.goto(f"{self.server['url']}desktop/?token={self.server['token']}")
-        return self.page.evaluate("() => performance.timeOrigin")
+        self.env: dict[str, str] = {}
+        self.socket = ""
 
     def close_page(self) -> None:
         if self.page is not None:
             close_page(self.page)
             self.page = None
 
-    def find_xvnc(self, timeout: float = 30) -> dict:
+    def find_xvnc(self, timeout: float = 30) -> None:
+        """Upstream's display and RFB socket, from its Xvnc's command line."""
         deadline = time.monotonic() + timeout
-        while True:
-            for pid in tree(self.server["proc"].pid):
-                if comm(pid) in ("Xvnc", "Xtigervnc"):
-                    args = cmdline(pid)
+        while not self.socket:
+            for pid in tree(self.server.proc.pid):
+                args = cmdline(pid) if comm(pid) in ("Xvnc", "Xtigervnc") else []
+                if "-rfbunixpath" in args and os.path.exists(args[args.index("-rfbunixpath") + 1]):
                     display = next(a for a in args if a.startswith(":"))
-                    sock = args[args.index("-rfbunixpath") + 1]
-                    if os.path.exists(sock):
-                        self.info = {
-                            "display": display,
-                            "socket": sock,
-                            "xvnc": pid,
-                            "env": {"DISPLAY": display, "XAUTHORITY": self.xauthority},
-                        }
-                        return self.info
+                    self.env = {"DISPLAY": display, "XAUTHORITY": self.xauthority}
+                    self.socket = args[args.index("-rfbunixpath") + 1]
             if time.monotonic() > deadline:
                 raise RuntimeError("upstream's Xvnc did not appear")
             time.sleep(0.05)
-
-    @property
-    def env(self) -> dict:
-        return self.info["env"]
-
-    @property
-    def socket(self) -> str:
-        return self.info["socket"]
 
     def desktop_pids(self) -> list[int]:
         """vncserver, Xvnc and every process of the session, daemons that left the tree included.
 
         They all inherited the server's XAUTHORITY, which names a file of this run only.
         """
-        marker = f"XAUTHORITY={self.xauthority}"
-        server = self.server["proc"].pid
-        return sorted(p for p in ppid_table() if p != server and environ_has(p, marker))
+        server = self.server.proc.pid
+        return sorted(p for p in ppid_table() if p != server and environ(p).get("XAUTHORITY") == self.xauthority)
 
     @property
     def server_pid(self) -> int:
-        return self.server["proc"].pid
+        return self.server.proc.pid
 
     def kill_desktop(self) -> None:
         """Everything of the desktop, daemons that escaped included (upstream leaves dbus-daemon behind)."""

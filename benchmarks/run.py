@@ -2,13 +2,13 @@
 """Benchmarks of desktop_widget against jupyter-remote-desktop-proxy and a bare RFB client.
 
     .venv/bin/python benchmarks/run.py            # everything (about 10 minutes on 2 cores)
-    .venv/bin/python benchmarks/run.py --quick    # fewer trials, shorter windows (about 5 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # fewer trials, shorter windows
     .venv/bin/python benchmarks/run.py --only latency,throughput --skip-upstream
-    .venv/bin/python benchmarks/run.py --smoke --only api  # one trial each, ours only: does it still run?
+    .venv/bin/python benchmarks/run.py --smoke    # a trial or two each, ours only: does it still run?
 
-Writes ``results/bench-<time>.json`` (raw) and ``.md`` (report) and, after a
-full run of every metric, the table between the markers in the project README.
-See benchmarks/README.md.
+Writes ``results/bench-<time>.json`` (raw) and ``.md`` (the numbers) and, after a
+full run of every metric with upstream, the table between the markers in the
+project README. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -30,405 +30,210 @@ sys.path.insert(0, str(HERE))
 import _firstcell  # noqa: E402
 import _metrics as M  # noqa: E402
 import _report  # noqa: E402
+import _spare  # noqa: E402
+from _common import log  # noqa: E402
 from _targets import ROOT, UPSTREAM_VENV, Browser, Ours  # noqa: E402
 
-METRICS = [
-    "firstcell",
-    "cold",
-    "latency",
-    "throughput",
-    "resources",
-    "api",
-    "scale",
-    "tuning",
-    "framerate",
-    "transport",
-]
-#: Xvnc frame rates compared by the "framerate" metric (the default's neighbourhood and above).
-HIGH_FRAME_RATES = (120, 240, 500, 1000)
+METRICS = ["firstcell", "latency", "throughput", "resources", "api", "framerate"]
+#: Metrics of earlier versions: what replaced them.
+REPLACED = {
+    "transport": "latency,throughput (the comm transport is a row of each)",
+    "cold": "firstcell",
+    "scale": "nothing (dropped; see RESULTS.md for its last numbers)",
+    "tuning": "framerate (the rest was dropped; see RESULTS.md for its last numbers)",
+}
+#: Xvnc frame rates compared by "framerate" (the default, 500, and its neighbours).
+FRAME_RATES = (120, 240, 500, 1000)
+PLANS = {
+    "full": {"first_cell": 7, "first_cell_upstream": 5, "latency": 40, "burst_s": 10.0, "idle_s": 10.0, "api": 30,
+             "framerate_latency": 20, "settle_s": 3.0, "framerate_idle_s": 5.0, "framerate_burst_s": 4.0, "frame_rates": FRAME_RATES},
+    "quick": {"first_cell": 3, "first_cell_upstream": 2, "latency": 15, "burst_s": 3.0, "idle_s": 3.0, "api": 10,
+              "framerate_latency": 8, "settle_s": 3.0, "framerate_idle_s": 2.0, "framerate_burst_s": 2.0, "frame_rates": FRAME_RATES},
+    # For the tests: the least that still measures each metric once or twice.
+    "smoke": {"first_cell": 1, "first_cell_upstream": 0, "latency": 3, "burst_s": 1.0, "idle_s": 1.0, "api": 2,
+              "framerate_latency": 2, "settle_s": 1.0, "framerate_idle_s": 0.5, "framerate_burst_s": 0.5, "frame_rates": (500,)},
+}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer trials and shorter windows")
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="one or two trials, ours only, README untouched: that every metric still yields numbers (tests)",
-    )
-    p.add_argument(
-        "--only",
-        default="",
-        help=f"comma-separated metrics to run (default all): {','.join(METRICS)}",
-    )
+    p.add_argument("--smoke", action="store_true", help="a trial or two, ours only, README untouched (the tests)")
+    p.add_argument("--only", default="", help=f"comma-separated metrics (default all): {','.join(METRICS)}")
     p.add_argument("--skip-upstream", action="store_true", help="measure ours (and the bare reference) only")
     p.add_argument("--out", default=str(HERE / "results"), help="where the JSON, report and screenshots go")
     p.add_argument("--report", metavar="JSON", help="only rewrite the report (and README) from a raw results file")
     p.add_argument(
-        "--readme",
-        choices=("auto", "yes", "no"),
-        default="auto",
-        help="update the README's table (auto: only after a full run of every metric)",
+        "--readme", choices=("auto", "yes", "no"), default="auto", help="rewrite the README's table (auto: full runs)"
     )
     args = p.parse_args(argv)
     if args.smoke:
         args.quick, args.skip_upstream, args.readme = True, True, "no"
     args.metrics = [m.strip() for m in args.only.split(",") if m.strip()] or list(METRICS)
-    unknown = set(args.metrics) - set(METRICS)
-    if unknown:
-        p.error(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
+    for name in args.metrics:
+        if name in REPLACED:
+            p.error(f"metric {name!r} is gone: use {REPLACED[name]}")
+        if name not in METRICS:
+            p.error(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+    args.plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     return args
-
-
-def plan(quick: bool) -> dict:
-    if quick:
-        return {
-            "first_cell": 3,
-            "first_cell_upstream": 2,
-            "cold_wm": 3,
-            "cold_xfce": 2,
-            "cold_upstream": 2,
-            "latency": 15,
-            "burst_s": 3.0,
-            "idle_s": 3.0,
-            "api": 10,
-            "scale_latency": 6,
-            "tuning_latency": 8,
-            "tuning_idle_s": 2.0,
-            "tuning_burst_s": 2.0,
-            "imports": 3,
-        }
-    return {
-        "first_cell": 7,
-        "first_cell_upstream": 5,
-        "cold_wm": 7,
-        "cold_xfce": 5,
-        "cold_upstream": 5,
-        "latency": 40,
-        "burst_s": 10.0,
-        "idle_s": 10.0,
-        "api": 30,
-        "scale_latency": 12,
-        "tuning_latency": 20,
-        "tuning_idle_s": 5.0,
-        "tuning_burst_s": 4.0,
-        "imports": 5,
-    }
-
-
-#: ``--smoke``: the least that still measures each metric once or twice (seconds per metric).
-SMOKE = {
-    "first_cell": 1,
-    "first_cell_upstream": 0,
-    "cold_wm": 1,
-    "cold_xfce": 1,
-    "cold_upstream": 0,
-    "latency": 3,
-    "burst_s": 1.0,
-    "idle_s": 1.0,
-    "api": 2,
-    "scale_latency": 2,
-    "tuning_latency": 2,
-    "tuning_idle_s": 0.5,
-    "tuning_burst_s": 0.5,
-    "imports": 1,
-}
 
 
 def ensure_upstream_venv() -> None:
     """jupyter-remote-desktop-proxy 3.0.x with JupyterLab, in benchmarks/.venv-upstream (created once)."""
     if (UPSTREAM_VENV / "bin" / "jupyter-lab").exists():
         return
-    M.log("creating benchmarks/.venv-upstream (jupyter-remote-desktop-proxy 3.0.x, jupyterlab, jupyter-server-proxy)")
+    log("creating benchmarks/.venv-upstream (jupyter-remote-desktop-proxy 3.0.x, jupyterlab, jupyter-server-proxy)")
     subprocess.run([sys.executable, "-m", "venv", str(UPSTREAM_VENV)], check=True)
-    subprocess.run(
-        [
-            str(UPSTREAM_VENV / "bin" / "pip"),
-            "install",
-            "-q",
-            "jupyter-remote-desktop-proxy>=3.0,<3.1",
-            "jupyterlab",
-            "jupyter-server-proxy",
-        ],
-        check=True,
-    )
+    packages = ["jupyter-remote-desktop-proxy>=3.0,<3.1", "jupyterlab", "jupyter-server-proxy"]
+    subprocess.run([str(UPSTREAM_VENV / "bin" / "pip"), "install", "-q", *packages], check=True)
 
 
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.p = SMOKE if args.smoke else plan(args.quick)
+        self.args, self.p = args, args.plan
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix="dw-bench-"))
-        self.results: dict = {
-            "options": {
-                "quick": args.quick,
-                "metrics": args.metrics,
-                "skip_upstream": args.skip_upstream,
-                "plan": self.p,
-            },
-            "errors": [],
-        }
+        o = {"quick": args.quick, "smoke": args.smoke, "metrics": args.metrics, "skip_upstream": args.skip_upstream}
+        self.results: dict = {"options": {**o, "plan": self.p}, "errors": []}
+        for key in ("latency", "throughput", "resources"):
+            self.results[key] = {}
         self.browser: Browser | None = None
-        self.ours: Ours | None = None
 
-    def want(self, metric: str) -> bool:
-        return metric in self.args.metrics
+    def want(self, *metrics: str) -> bool:
+        return any(m in self.args.metrics for m in metrics)
 
     def guarded(self, name: str, fn, *args):
+        """One metric's failure is recorded and the run goes on (the others' numbers are kept)."""
         try:
             return fn(*args)
         except Exception as exc:
-            M.log(f"{name} failed: {exc!r}")
+            log(f"{name} failed: {exc!r}")
             self.results["errors"].append(f"{name}: {exc!r}\n\n```\n{traceback.format_exc()[-2000:]}\n```")
             return None
 
-    # -- ours --------------------------------------------------------------------------------
     def run_ours(self) -> None:
-        M.log("starting JupyterLab (ours) and opening the notebook")
-        self.ours = Ours(self.browser, self.work / "ours")
-        r = self.results
-        if self.want("firstcell"):
-            r["first_cell"] = self.guarded("first cell", self.first_cell) or {}
-            r["first_cell"]["spare"] = self.guarded("first cell, spare ready", self.first_cell_spare)
-        if self.want("cold"):
-            cold = r.setdefault("cold", {})
-            cold["python_import_s"] = M.python_import(self.p["imports"])
-            ours_cold = cold.setdefault("ours", {})
-            ours_cold["wm"] = self.guarded("cold ours wm", M.cold_ours, self.ours, "wm", self.p["cold_wm"], self.out)
-            if self.args.skip_upstream:
-                ours_cold["xfce"] = self.guarded(
-                    "cold ours xfce", M.cold_ours, self.ours, "xfce", self.p["cold_xfce"], self.out
-                )
-            else:
-                pair = self.guarded("cold xfce ours and upstream", self.cold_pair)
-                if pair:
-                    ours_cold["xfce"], cold["upstream"] = pair
-        # Latency, throughput and resources on an XFCE desktop, as upstream's.
-        if any(self.want(m) for m in ("latency", "throughput", "resources")):
-            self.guarded("ours xfce metrics", self.ours_xfce_metrics)
-        if self.want("resources") or self.want("latency"):
-            self.guarded("ours light-WM metrics", self.ours_wm_metrics)
-        if self.want("api"):
-            r["api"] = self.guarded("api", self.api)
-        if self.want("scale"):
-            r["scale"] = self.guarded("scale", M.scale, self.ours, self.p["scale_latency"])
-        if self.want("framerate"):
-            r["frame_rates"] = self.guarded("frame rates", self.frame_rates)
-        if self.want("transport"):
-            r["transports"] = self.guarded(
-                "transports", M.transports, self.ours, self.p["latency"], self.p["burst_s"], self.out
-            )
-        if self.want("tuning"):
-            r["tuning"] = self.guarded(
-                "tuning",
-                M.tuning,
-                self.ours,
-                self.p["tuning_latency"],
-                self.p["tuning_idle_s"],
-                self.p["tuning_burst_s"],
-            )
-
-    def frame_rates(self) -> list[dict]:
-        """Latency and the costs under load at Xvnc frame rates up to 1000 (the trade-off behind DEFAULT_FRAME_RATE)."""
-        return M.frame_rate_table(
-            self.ours, HIGH_FRAME_RATES, self.p["tuning_latency"], self.p["tuning_idle_s"], self.p["burst_s"]
-        )
-
-    def first_cell_spare(self) -> dict:
-        """The same first cell with one spare desktop ready, and a spare's idle cost (see _firstcell.py)."""
-        return _firstcell.first_cell_spare(
-            self.browser, self.work / "ours-spare", self.p["first_cell"], self.p["idle_s"], self.out
-        )
-
-    def first_cell(self) -> dict:
-        """Shift+Enter on the first cell of a fresh kernel → XFCE's panel; upstream in turn (see _firstcell.py)."""
-        if not self.args.skip_upstream:
-            ensure_upstream_venv()
-        return _firstcell.first_cell_pair(
-            self.ours,
-            self.browser,
-            self.work / "upstream-first",
-            self.p["first_cell"],
-            self.p["first_cell_upstream"],
-            self.out,
-            upstream=not self.args.skip_upstream,
-        )
-
-    def cold_pair(self) -> tuple[dict, dict]:
-        ensure_upstream_venv()
-        return M.cold_xfce_pair(
-            self.ours,
-            self.browser,
-            self.work / "upstream-cold",
-            self.p["cold_xfce"],
-            self.p["cold_upstream"],
-            self.out,
-        )
-
-    def ours_xfce_metrics(self) -> None:
-        ours, r = self.ours, self.results
+        log("starting JupyterLab (ours) and opening the notebook")
+        ours = Ours(self.browser, self.work / "ours")
+        r, p = self.results, self.p
         try:
-            ours.desktop_info()
-            fresh = ours.eval_json("d.status") != "running" or not self._is_xfce()
-        except RuntimeError:  # no desktop d yet
-            fresh = True
-        if fresh:
-            M.new_desktop(ours, "cold-xfce")
-            time.sleep(3)
+            if self.want("firstcell"):
+                if not self.args.skip_upstream:
+                    ensure_upstream_venv()
+                r["first_cell"] = self.guarded(
+                    "first cell", _firstcell.first_cell_pair, ours, self.browser, self.work / "upstream-first",
+                    p["first_cell"], p["first_cell_upstream"], self.out, not self.args.skip_upstream,
+                ) or {}  # fmt: skip
+                r["first_cell"]["spare"] = self.guarded(
+                    "first cell, spare ready", _spare.first_cell_spare, self.browser, self.work / "ours-spare",
+                    p["first_cell"], p["idle_s"], self.out,
+                )  # fmt: skip
+            # The route on XFCE (as upstream's) and on the light WM; the comm transport on the light WM.
+            for key, session, transport in (("ours_xfce", "xfce", "server"), ("ours_wm", "wm", "server"),
+                                            ("ours_wm_comm", "wm", "comm")):  # fmt: skip
+                started = False
+                if self.want("latency", "throughput") or (self.want("resources") and transport == "server"):
+                    started = self.guarded(key, self.on_desktop, ours, key, session, transport)
+                if key == "ours_wm" and self.want("api"):  # on the light WM's route desktop (started if not yet)
+                    self.guarded("api", self.api, ours, not started)
+            if self.want("framerate"):
+                r["frame_rates"] = self.guarded(
+                    "frame rates", M.frame_rate_table, ours, p["frame_rates"], p["framerate_latency"],
+                    p["framerate_idle_s"], p["framerate_burst_s"],
+                )  # fmt: skip
+        finally:
+            ours.close()
+
+    def api(self, ours: Ours, new_desktop: bool) -> None:
+        if new_desktop:
+            M.new_desktop(ours, "wm")
+        log("API speed")
+        self.results["api"] = M.api_speed(ours, self.p["api"])
+
+    def on_desktop(self, target, key: str, session: str = "", transport: str = "server") -> bool:
+        """Latency, frames/s and the idle cost on one desktop (ours: started here; upstream: its page's)."""
+        r, p = self.results, self.p
+        if isinstance(target, Ours):
+            M.new_desktop(target, session, transport, settle_s=p["settle_s"])
+            groups = M.groups_ours(target)
+        else:
+            groups = M.groups_upstream(target)
         if self.want("latency"):
-            M.log("latency ours (XFCE)")
-            r.setdefault("latency", {})["ours"] = M.latency(
-                ours.page, ours.env, ours.socket, self.p["latency"], screenshot=self.out / "ours-xfce-latency.png"
-            )
+            log(f"latency {key}")
+            shot = self.out / f"{key}-latency.png"
+            r["latency"][key] = M.latency(target.page, target.env, target.socket, p["latency"], screenshot=shot)
         if self.want("throughput"):
-            tp = r.setdefault("throughput", {}).setdefault("ours", {})
+            r["throughput"][key] = {}
             for mode in ("solid", "noise"):
-                M.log(f"throughput ours {mode}")
-                tp[mode] = M.throughput(
-                    ours.page,
-                    ours.env,
-                    M.groups_ours(ours),
-                    mode,
-                    self.p["burst_s"],
-                    screenshot=self.out / f"ours-xfce-{mode}.png",
+                log(f"frames/s {key} {mode}")
+                r["throughput"][key][mode] = M.throughput(
+                    target.page, target.env, groups, mode, p["burst_s"], screenshot=self.out / f"{key}-{mode}.png"
                 )
-        if self.want("resources"):
-            r.setdefault("resources", {})["ours_xfce"] = self.idle_pair(ours)
+        if self.want("resources") and transport == "server":
+            log(f"idle {key}")
+            time.sleep(min(2.0, p["idle_s"]))
+            r["resources"][key] = M.resources(target.page, groups, p["idle_s"])
+        return True
 
-    def _is_xfce(self) -> bool:
-        return "xfce4-session" in {M.comm(p) for p in self.ours.desktop_pids()}
-
-    def idle_pair(self, ours: Ours) -> dict:
-        M.log("resources ours: view connected, then closed")
-        time.sleep(2)
-        connected = M.resources(ours.page, M.groups_ours(ours), self.p["idle_s"])
-        ours.close_page()
-        time.sleep(1)
-        closed = M.resources(None, M.groups_ours(ours), self.p["idle_s"])
-        ours.open_notebook()
-        return {"connected": connected, "closed": closed}
-
-    def ours_wm_metrics(self) -> None:
-        ours = self.ours
-        M.new_desktop(ours, "cold-wm")
-        if self.want("latency"):
-            M.log("latency ours (light WM)")
-            self.results.setdefault("latency", {})["ours_wm"] = M.latency(
-                ours.page, ours.env, ours.socket, self.p["latency"], screenshot=self.out / "ours-wm-latency.png"
-            )
-        if self.want("resources"):
-            self.results.setdefault("resources", {})["ours_wm"] = self.idle_pair(ours)
-
-    def api(self) -> dict:
-        M.new_desktop(self.ours, "cold-wm")
-        M.log("API speed")
-        return M.api_speed(self.ours, self.p["api"], self.out)
-
-    # -- upstream --------------------------------------------------------------------------------
     def run_upstream(self) -> None:
         ensure_upstream_venv()
-        r = self.results
-        upstream = None
+        log("starting an upstream desktop for latency, frames/s and the idle cost")
+        upstream = _firstcell.fresh_upstream(self.browser, self.work / "upstream")
         try:
-            if any(self.want(m) for m in ("latency", "throughput", "resources")):
-                M.log("starting an upstream desktop for latency, throughput and resources")
-                upstream = M.fresh_upstream(self.browser, self.work / "upstream")
-            if upstream and self.want("latency"):
-                M.log("latency upstream")
-                r.setdefault("latency", {})["upstream"] = M.latency(
-                    upstream.page,
-                    upstream.env,
-                    upstream.socket,
-                    self.p["latency"],
-                    screenshot=self.out / "upstream-xfce-latency.png",
-                )
-            if upstream and self.want("throughput"):
-                tp = r.setdefault("throughput", {}).setdefault("upstream", {})
-                for mode in ("solid", "noise"):
-                    M.log(f"throughput upstream {mode}")
-                    tp[mode] = M.throughput(
-                        upstream.page,
-                        upstream.env,
-                        M.groups_upstream(upstream),
-                        mode,
-                        self.p["burst_s"],
-                        screenshot=self.out / f"upstream-xfce-{mode}.png",
-                    )
-            if upstream and self.want("resources"):
-                M.log("resources upstream: view connected, then closed")
-                time.sleep(2)
-                connected = M.resources(upstream.page, M.groups_upstream(upstream), self.p["idle_s"])
-                upstream.close_page()
-                time.sleep(1)
-                closed = M.resources(None, M.groups_upstream(upstream), self.p["idle_s"])
-                r.setdefault("resources", {})["upstream"] = {"connected": connected, "closed": closed}
+            self.on_desktop(upstream, "upstream_xfce")
+            upstream.page.screenshot(path=str(self.out / "upstream-xfce-page.png"))
         finally:
-            if upstream is not None:
-                upstream.close()
+            upstream.close()
 
-    # -- all --------------------------------------------------------------------------------------
     def run(self) -> Path:
         start = time.monotonic()
         self.results["environment"] = _report.environment()
         self.browser = Browser()
         try:
             self.guarded("ours", self.run_ours)
-            if self.ours is not None:
-                self.ours.close()
-                self.ours = None
-            if not self.args.skip_upstream:
+            if not self.args.skip_upstream and self.want("latency", "throughput", "resources"):
                 self.guarded("upstream", self.run_upstream)
         finally:
-            if self.ours is not None:
-                with contextlib.suppress(Exception):
-                    self.ours.close()
             self.browser.close()
             shutil.rmtree(self.work, ignore_errors=True)
         self.results["options"]["elapsed_s"] = round(time.monotonic() - start)
-        return self.write()
-
-    def write(self) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = f"bench-{stamp}{'-quick' if self.args.quick else ''}"
-        json_path = self.out / f"{name}.json"
-        md_path = self.out / f"{name}.md"
-        json_path.write_text(json.dumps(self.results, indent=1, default=str))
-        try:
-            md_path.write_text(_report.markdown(self.results))
-        except Exception:  # the raw results are safe; the report can be redone with --report
-            md_path.write_text(f"# report failed\n\n```\n{traceback.format_exc()}\n```\n")
-            raise
-        for link, target in (("latest.json", json_path), ("latest.md", md_path)):
-            path = self.out / link
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            shutil.copyfile(target, path)
-        full = set(self.args.metrics) == set(METRICS) and not self.args.skip_upstream
-        if self.args.readme == "yes" or (self.args.readme == "auto" and full and not self.args.quick):
-            _report.update_readme(ROOT / "README.md", self.results, md_path.name)
-            M.log("README.md table updated")
-        M.log(f"wrote {md_path} and {json_path.name}")
-        return md_path
+        return write(self.results, self.out, self.args)
 
 
-def rewrite(args: argparse.Namespace) -> Path:
-    """The Markdown report (and the README's table) again from a raw JSON file."""
-    source = Path(args.report)
-    results = json.loads(source.read_text())
-    md = source.with_suffix(".md")
-    md.write_text(_report.markdown(results))
+def write(results: dict, out: Path, args: argparse.Namespace) -> Path:
+    name = f"bench-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}"
+    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
+    json_path.write_text(json.dumps(results, indent=1, default=str))
+    md_path.write_text(_report.markdown(results))
+    for link, target in (("latest.json", json_path), ("latest.md", md_path)):
+        with contextlib.suppress(FileNotFoundError):
+            (out / link).unlink()
+        shutil.copyfile(target, out / link)
+    readme(results, args.readme)
+    log(f"wrote {md_path} and {json_path.name}")
+    return md_path
+
+
+def readme(results: dict, when: str) -> None:
+    """The README's table from these results: ``yes``, ``no``, or ``auto`` (a full run of every metric with upstream)."""
     o = results["options"]
-    full = set(o["metrics"]) == set(METRICS) and not o["skip_upstream"]
-    if args.readme == "yes" or (args.readme == "auto" and full and not o["quick"]):
-        _report.update_readme(ROOT / "README.md", results, md.name)
-    return md
+    full = set(o["metrics"]) == set(METRICS) and not o["skip_upstream"] and not o["quick"]
+    if when == "yes" or (when == "auto" and full):
+        _report.update_readme(ROOT / "README.md", results)
+        log("README.md table updated")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    md = rewrite(args) if args.report else Run(args).run()
+    if args.report:
+        source = Path(args.report)
+        results = json.loads(source.read_text())
+        md = source.with_suffix(".md")
+        md.write_text(_report.markdown(results))
+        readme(results, args.readme)
+    else:
+        md = Run(args).run()
     print(md.read_text())
     return 0
 

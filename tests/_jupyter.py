@@ -49,11 +49,13 @@ def start_jupyter(
     server_extension: bool = True,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    bin_dir: Path = BIN,
 ) -> JupyterServer:
     """A Jupyter server on 127.0.0.1; ``server_extension=False`` switches ours off.
 
     Without our extension the server is like one whose environment lacks
     desktop_widget (only the kernel's has it): views must use the comm.
+    ``bin_dir``: the environment whose ``jupyter`` runs (the benchmarks start upstream's from its own venv).
     """
     root = tmp / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,7 @@ def start_jupyter(
     log = tmp / "jupyter.log"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), **(env or {})}
     cmd = [
-        str(BIN / "jupyter"),
+        str(bin_dir / "jupyter"),
         app,
         "--no-browser",
         "--allow-root",

@@ -146,3 +146,12 @@ def test_readme_lists_every_test_file():
     section = _readme_section("Development")
     missing = sorted(p.name for p in (ROOT.parent / "tests").glob("test_*.py") if p.name not in section)
     assert missing == [], f"README.md, 'Development', does not list: {missing}"
+
+
+def test_no_benchmark_file_over_500_lines():
+    """The benchmarks follow the package's rule: each file fits in one screen of thought."""
+    bench = ROOT.parent / "benchmarks"
+    files = [*bench.glob("*.py"), *bench.glob("*.js")]
+    long = {p.name: n for p in files if (n := len(p.read_text().splitlines())) > 500}
+    assert files
+    assert long == {}
