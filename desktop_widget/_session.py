@@ -152,7 +152,13 @@ class Session:
         }
         if self.spare is not None:
             owner = str(_registry.owner_socket_path(self.id))
-            config.update(spare=True, owner_socket=owner, spare_marker=str(directory / "spare"), nice=self.spare.nice)
+            config.update(
+                spare=True,
+                owner_socket=owner,
+                spare_marker=str(directory / "spare"),
+                nice=self.spare.nice,
+                pool=self.spare.pool,
+            )
             config["remove"].append(owner)
         log.debug("starting desktop %s: %s", self.id, config["xvnc"])
         with open(self.log_path, "ab") as errors:
@@ -335,11 +341,21 @@ class Session:
         proc = self._proc
         if proc is None:
             return
+        if self.state == "claimed":
+            return  # a spare a kernel claimed: the kernel's to stop (this process only reaps it)
         with self._lock, contextlib.suppress(OSError, ValueError):
             proc.stdin.write(b'{"cmd": "stop"}\n')
             proc.stdin.close()
+        # A spare may have been claimed just before the stop reached it: its supervisor then
+        # ignores this pipe, and the desktop is the claimant's (never killed or removed here).
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while proc.poll() is None and self.state != "claimed" and time.monotonic() < deadline:
+                self._changed.wait(0.05)
+        if self.state == "claimed":
+            return
         try:
-            proc.wait(timeout)
+            proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.warning("desktop %s supervisor did not stop in %s s; killing it", self.id, timeout)
             proc.kill()
@@ -392,9 +408,11 @@ def recorded_options(options: _options.Options, session_argv: list[str]) -> dict
 class _SpareSettings:
     """How the server starts a spare (``_spare.SparePool``): its priority and what to do once it is claimed."""
 
-    def __init__(self, nice: int, on_claimed: Callable[[Session], None]) -> None:
+    def __init__(self, nice: int, on_claimed: Callable[[Session], None], pool: str) -> None:
         self.nice = nice
         self.on_claimed = on_claimed
+        #: The pool's token: only a claim that names it is granted (kernels of this server have it).
+        self.pool = pool
 
 
 class _SocketWriter:

@@ -37,6 +37,17 @@ The design, and why:
   keeps it out of the way then.
 * **Idle cost**: a ready XFCE spare uses no CPU and ~150-190 MiB PSS
   (benchmarks/RESULTS.md, "First cell of a fresh kernel").
+* **A kernel claims only its own server's spares.** The registry is per user,
+  so without a check a kernel of another Jupyter server of the same user (or
+  any Python process of the user) would take a spare this server started: a
+  desktop running in the wrong server's root directory, with that server's
+  environment, which that server then replaces. The pool has a random token;
+  the server puts it in its own environment as ``DESKTOP_WIDGET_SPARES``, so
+  the kernels (and terminals) it starts inherit it, and a server without spares
+  removes an inherited one. A claim names the token and the supervisor grants
+  only a claim that names its own; a process without the token never claims.
+  (Not a security boundary: every process of the user may do anything to the
+  user's desktops anyway.)
 * **Spares stop with the server** (``shutdown``), and if the server dies
   without stopping them their supervisors see its pipe close and stop.
 """
@@ -48,6 +59,7 @@ import json
 import logging
 import os
 import resource
+import secrets
 import socket
 import threading
 import time
@@ -62,6 +74,8 @@ GEOMETRY = _options.Options.geometry
 #: Seconds between a claim and the start of its replacement.
 REPLACE_DELAY = 3.0
 NICE = 10
+#: The environment variable that carries a server's pool token to the kernels it starts.
+ENV = "DESKTOP_WIDGET_SPARES"
 
 
 def can_unnice() -> bool:
@@ -70,7 +84,14 @@ def can_unnice() -> bool:
 
 
 def claim(options: _options.Options) -> Session | None:
-    """A running spare, now this process's desktop; None if there is none (start a fresh one then)."""
+    """A running spare, now this process's desktop; None if there is none (start a fresh one then).
+
+    Only a spare of the server this process runs under (its token in ``ENV``).
+    """
+    pool = os.environ.get(ENV)
+    if not pool:
+        return None
+    request = json.dumps({"cmd": "claim", "pool": pool}).encode() + b"\n"
     try:
         markers = list(_registry.root().glob("*/spare"))
     except OSError:
@@ -84,7 +105,7 @@ def claim(options: _options.Options) -> Session | None:
         try:
             conn.settimeout(10.0)  # a claim is answered at once, unless the machine is very busy
             conn.connect(str(_registry.owner_socket_path(desktop_id)))
-            conn.sendall(b'{"cmd": "claim"}\n')
+            conn.sendall(request)
             reply = b""
             while not reply.endswith(b"\n"):
                 chunk = conn.recv(4096)
@@ -122,6 +143,8 @@ class SparePool:
         self._spares: list[Session] = []
         self._claimed: list[Session] = []
         self._closed = False
+        #: Names this pool in a claim: only processes given it (``advertise``) claim its spares.
+        self.token = secrets.token_hex(16)
 
     def start(self) -> None:
         """Start the pool in the background (the server does not wait for XFCE)."""
@@ -134,7 +157,7 @@ class SparePool:
                 if self._closed or len(self._spares) >= self.count:
                     return
                 options = _options.check_options(geometry=GEOMETRY, cwd=self.cwd)
-                session = Session(options, spare=_SpareSettings(self.nice, self._on_claimed))
+                session = Session(options, spare=_SpareSettings(self.nice, self._on_claimed, self.token))
                 self._spares.append(session)
             try:
                 session.start()
@@ -173,6 +196,18 @@ class SparePool:
             if session.state != "claimed":
                 with contextlib.suppress(Exception):
                     session.stop()
+
+
+def advertise(pool: SparePool | None) -> None:
+    """Let the kernels this server starts (they inherit its environment) claim ``pool``'s spares, and no other's.
+
+    A server without spares removes a token it inherited (a server started from
+    another server's terminal): its kernels must not claim that server's spares.
+    """
+    if pool is None:
+        os.environ.pop(ENV, None)
+    else:
+        os.environ[ENV] = pool.token
 
 
 def spare_count(config: object) -> int:

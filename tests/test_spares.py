@@ -2,7 +2,9 @@
 
 A real Jupyter server keeps the spares; "kernels" are Python processes that
 run ``Desktop()`` as a notebook's kernel would, with the server's runtime
-directory (a directory of this module's own, so no other test claims a spare).
+directory (a directory of this module's own, so no other test claims a spare)
+and the spare pool's token that a real kernel of that server has in its
+environment (``pool_token``).
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from desktop_widget import _options, _registry, _spare
+from desktop_widget._session import Session, _SpareSettings
 from tests._jupyter import start_jupyter, stop_jupyter
-from tests._procs import alive, ppid_table, tree, wait_gone
+from tests._procs import alive, ppid_table, tree, wait_for, wait_gone
 
 #: A kernel: makes a desktop with the given arguments, says which, waits (for SIGKILL or stdin to close).
 KERNEL = """
@@ -82,8 +88,35 @@ def supervisor_of(desktop_id: str) -> int | None:
     return None
 
 
-def start_kernel(runtime: str, go: Path | None = None, **args: object) -> subprocess.Popen:
+def pool_token(server) -> str:
+    """The spare pool's token as a real kernel of ``server`` has it: started by the server, read from its environ."""
+    request = urllib.request.Request(
+        server.api("api/kernels"), method="POST", data=b"{}", headers={"Authorization": f"token {server.token}"}
+    )
+    kernel_id = json.loads(urllib.request.urlopen(request, timeout=60).read())["id"]
+    try:
+
+        def kernel_pid() -> int | None:
+            table = ppid_table()
+            return next((p for p in tree(server.proc.pid, table) if kernel_id in " ".join(cmdline(p))), None)
+
+        pid = wait_for(kernel_pid, 60, "the kernel's process")
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+        return env[_spare.ENV.encode()].decode()
+    finally:
+        delete = urllib.request.Request(
+            server.api(f"api/kernels/{kernel_id}"), method="DELETE", headers={"Authorization": f"token {server.token}"}
+        )
+        urllib.request.urlopen(delete, timeout=30)
+
+
+def start_kernel(runtime: str, go: Path | None = None, pool: str | None = None, **args: object) -> subprocess.Popen:
+    """A "kernel"; ``pool``: the token of the server it runs under (None: a process no server started)."""
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": runtime}
+    env.pop(_spare.ENV, None)
+    if pool is not None:
+        env[_spare.ENV] = pool
     if go is not None:
         env["GO_FILE"] = str(go)
     return subprocess.Popen(
@@ -108,13 +141,14 @@ def server(runtime, tmp_path_factory):
         extra_args=("--DesktopWidget.spare_desktops=1",),
         env={"JUPYTER_RUNTIME_DIR": runtime},
     )
+    srv.pool = pool_token(srv)
     yield srv
     stop_jupyter(srv)
 
 
 def test_a_spare_is_claimed_and_ends_with_its_kernel(server, runtime):
     (spare,) = wait_spares(runtime, 1)
-    kernel = start_kernel(runtime)
+    kernel = start_kernel(runtime, pool=server.pool)
     try:
         got = answer(kernel)
         assert got["id"] == spare
@@ -136,7 +170,7 @@ def test_a_spare_is_claimed_and_ends_with_its_kernel(server, runtime):
 def test_two_kernels_claiming_at_once_get_different_desktops(server, runtime, tmp_path):
     wait_spares(runtime, 1)
     go = tmp_path / "go"
-    kernels = [start_kernel(runtime, go) for _ in range(2)]
+    kernels = [start_kernel(runtime, go, pool=server.pool) for _ in range(2)]
     try:
         for k in kernels:
             assert k.stdout.readline().strip() == "ready"
@@ -168,7 +202,7 @@ def test_two_kernels_claiming_at_once_get_different_desktops(server, runtime, tm
 )
 def test_non_default_options_never_come_from_the_pool(server, runtime, args):
     before = wait_spares(runtime, 1)
-    kernel = start_kernel(runtime, **args)
+    kernel = start_kernel(runtime, pool=server.pool, **args)
     try:
         got = answer(kernel)
         assert got["id"] not in before
@@ -216,4 +250,113 @@ def test_a_killed_server_leaves_no_spare(tmp_path_factory):
         srv.proc.wait()
     assert wait_gone(members, 10) == set()
     assert [p.name for p in _registry_dir(own).iterdir()] == []
+    shutil.rmtree(own, ignore_errors=True)
+
+
+def _server_with_a_spare(tmp_path_factory, runtime: str, name: str):
+    srv = start_jupyter(
+        tmp_path_factory.mktemp(name),
+        extra_args=("--DesktopWidget.spare_desktops=1",),
+        env={"JUPYTER_RUNTIME_DIR": runtime},
+    )
+    srv.pool = pool_token(srv)
+    return srv
+
+
+def spares_of(runtime: str, server) -> set[str]:
+    """The ready spares ``server`` started (their supervisors are its children)."""
+    table = ppid_table()
+    return {d for d in spares(runtime) if table.get(supervisor_of(d) or 0) == server.proc.pid}
+
+
+def test_a_kernel_claims_only_its_own_servers_spares(tmp_path_factory):
+    """Two servers of one user share the registry; each one's kernels get that server's spares only."""
+    own = tempfile.mkdtemp(prefix="dw-sp4-")
+    a = _server_with_a_spare(tmp_path_factory, own, "spares-a")
+    b = _server_with_a_spare(tmp_path_factory, own, "spares-b")
+    kernels = []
+    try:
+        assert a.pool != b.pool
+        (spare_a,) = wait_for(lambda: spares_of(own, a), 60, "server A's spare")
+        (spare_b,) = wait_for(lambda: spares_of(own, b), 60, "server B's spare")
+        # A process no server started (a script in a shell) starts its own desktop.
+        kernels.append(start_kernel(own))
+        assert answer(kernels[-1])["id"] not in (spare_a, spare_b)
+        assert {spare_a, spare_b} <= spares(own)
+        # B's kernel gets B's spare, never A's (it would run in A's root directory, with A's environment).
+        kernels.append(start_kernel(own, pool=b.pool))
+        assert answer(kernels[-1])["id"] == spare_b
+        assert spare_a in spares(own)
+        kernels.append(start_kernel(own, pool=b.pool))  # B's replacement or a fresh one, still not A's
+        assert answer(kernels[-1])["id"] != spare_a
+        assert spare_a in spares(own)
+        kernels.append(start_kernel(own, pool=a.pool))
+        assert answer(kernels[-1])["id"] == spare_a
+    finally:
+        for k in kernels:
+            k.stdin.close()
+            k.wait(30)
+        stop_jupyter(a)
+        stop_jupyter(b)
+    assert wait_for(lambda: not list(_registry_dir(own).iterdir()), 15, "an empty registry")
+    shutil.rmtree(own, ignore_errors=True)
+
+
+def test_a_claimed_spare_outlives_its_server_and_ends_with_its_kernel(tmp_path_factory):
+    own = tempfile.mkdtemp(prefix="dw-sp5-")
+    srv = _server_with_a_spare(tmp_path_factory, own, "spares5")
+    kernel = start_kernel(own, pool=srv.pool)
+    try:
+        wait_spares(own, 1)
+        got = answer(kernel)
+        members = tree(got["supervisor"]) | {got["supervisor"]}
+        stop_jupyter(srv)  # its unclaimed replacement (if started) goes; the kernel's desktop stays
+        assert all(alive(p) for p in members)
+        assert (_registry_dir(own) / f"{got['id']}.json").exists()
+        assert spares(own) == set()
+    finally:
+        kernel.kill()
+        kernel.wait()
+    assert wait_gone(members, 10) == set()
+    assert wait_for(lambda: not list(_registry_dir(own).iterdir()), 15, "an empty registry")
+    shutil.rmtree(own, ignore_errors=True)
+
+
+def _raw_claim(desktop_id: str, pool: str) -> tuple[socket.socket, dict]:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(10)
+    conn.connect(str(_registry.owner_socket_path(desktop_id)))
+    conn.sendall(json.dumps({"cmd": "claim", "pool": pool}).encode() + b"\n")
+    return conn, json.loads(conn.makefile("rb").readline() or b"{}")
+
+
+def test_stopping_a_spare_just_claimed_leaves_it_to_its_claimant(monkeypatch):
+    """The server stopping (``SparePool.shutdown``) as a kernel's claim is granted: the desktop is the kernel's.
+
+    The supervisor ignores the server's pipe once claimed, so the server's stop
+    must not wait for it to end and then kill it (and remove its files).
+    """
+    own = tempfile.mkdtemp(prefix="dw-sp6-")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", own)
+    session = Session(_options.check_options(cwd=own), spare=_SpareSettings(0, lambda s: None, "pool-a"))
+    conn = None
+    try:
+        session.start()
+        wait_for(lambda: (_registry.root() / session.id / "spare").exists(), 30, "the spare's marker")
+        other, refused = _raw_claim(session.id, "pool-b")  # a kernel of another server
+        other.close()
+        assert refused == {"event": "taken"}
+        conn, granted = _raw_claim(session.id, "pool-a")
+        assert granted["event"] == "claimed"
+        members = tree(granted["supervisor_pid"]) | {granted["supervisor_pid"]}
+        session.stop(timeout=5)  # what the pool's shutdown does to a spare it has not seen claimed yet
+        assert all(alive(p) for p in members)
+        assert (_registry.root() / session.id / "Xauthority").exists()
+    finally:
+        if conn is not None:
+            conn.close()  # the claimant is gone: the desktop stops
+        else:
+            session.stop()
+    assert wait_gone(members, 10) == set()
+    session._proc.wait(10)
     shutil.rmtree(own, ignore_errors=True)

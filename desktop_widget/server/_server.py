@@ -139,8 +139,9 @@ def _load_jupyter_server_extension(serverapp) -> None:
         cwd=serverapp.root_dir, idle_timeout=float(config.get("launcher_idle_timeout", 0) or 0)
     )
     spares = _spare.spare_count(config)
-    if spares:
-        pool = _spare.SparePool(spares, cwd=serverapp.root_dir)
+    pool = _spare.SparePool(spares, cwd=serverapp.root_dir) if spares else None
+    _spare.advertise(pool)  # before any kernel starts: they inherit it
+    if pool is not None:
         serverapp.web_app.settings["desktop_widget_spares"] = pool
         pool.start()
         serverapp.log.info("desktop_widget: keeping %d spare desktop(s) ready", spares)

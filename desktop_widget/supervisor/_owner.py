@@ -39,7 +39,9 @@ A spare (``spare`` in the configuration; started ahead of time by the server
 extension, see ``desktop_widget._spare``) also listens on ``owner_socket``, a
 0600 unix socket in the desktop's 0700 directory (only this user can reach it,
 and the peer's uid is checked too), and marks itself free with the file
-``spare_marker``. A kernel connects and writes ``{"cmd": "claim"}``. The
+``spare_marker``. A kernel connects and writes ``{"cmd": "claim", "pool": ...}``
+(``pool``: its server's token, ``pool`` in the configuration; any other gets
+``taken``: a kernel of another server). The
 supervisor accepts one connection at a time, so the first claim wins and any
 other gets ``{"event": "taken"}``: two kernels never share a spare, and a
 claimant that dies halfway leaves no lock or renamed file behind. The winner

@@ -233,7 +233,12 @@ class Supervisor:
                 request = json.loads(line)
             except ValueError:
                 request = None
-            if uid != os.getuid() or not isinstance(request, dict) or request.get("cmd") != "claim":
+            if (
+                uid != os.getuid()
+                or not isinstance(request, dict)
+                or request.get("cmd") != "claim"
+                or request.get("pool") != self.config.get("pool")  # a kernel of another server (_spare)
+            ):
                 conn.sendall(b'{"event": "taken"}\n')
                 conn.close()
                 return False
