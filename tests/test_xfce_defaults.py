@@ -15,6 +15,18 @@ def panels(d: Desktop) -> list:
     return [w for w in d.windows() if w.wm_class == "Xfce4-panel"]
 
 
+def logout_dialog_shown(d: Desktop) -> bool:
+    """Whether xfce4-session's logout dialog is mapped (unmanaged: not among ``d.windows()``; its only window)."""
+    with d._x() as conn:
+        for window in conn.screen().root.query_tree().children:
+            try:
+                if window.get_attributes().map_state and (window.get_wm_class() or ("",))[0] == "xfce4-session":
+                    return True
+            except Exception:  # gone while we looked
+                continue
+    return False
+
+
 def session_bus(d: Desktop) -> dict[str, str]:
     """The session's D-Bus address (dbus-launch gives it to xfce4-session, not to the desktop's other programs)."""
     supervisor = d._resources.session._proc.pid
@@ -54,12 +66,19 @@ def test_default_panel_is_one_top_panel_with_the_kept_plugins(tmp_path):
 
 
 def test_logout_ends_the_session_and_restart_brings_the_panel_back(tmp_path):
-    """What the panel's Log Out does (the session manager's Logout over D-Bus): the session exits, and restart() works."""
+    """The panel's Log Out (the session manager's logout dialog, over D-Bus, then Enter): the session exits.
+
+    The session is not saved (a saved one would replace our start-up order at the next start on that
+    display), and restart() starts it again.
+    """
     with Desktop(session="xfce", geometry=(800, 600), env={"HOME": str(tmp_path)}) as d:
         wait_for(lambda: panels(d), timeout=30, what="XFCE's panel")
-        d.launch(["xfce4-session-logout", "--logout", "--fast"], env=session_bus(d))
+        d.launch(["xfce4-session-logout"], env=session_bus(d))
+        wait_for(lambda: logout_dialog_shown(d), timeout=30, what="the logout dialog")
+        d.key("Return")
         wait_for(lambda: d.status == "session-exited", timeout=30, what="the session to exit")
         wait_for(lambda: not panels(d), what="the panel to go")
+        assert not list((tmp_path / ".cache/sessions").glob("xfce4-session-*"))
         d.restart()
         wait_for(lambda: d.status == "running", what="running")
         wait_for(lambda: panels(d), timeout=30, what="XFCE's panel again")
