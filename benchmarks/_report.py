@@ -221,13 +221,13 @@ def _first_cell_section(fc: dict | None) -> list[str]:
 def _detail_sections(r: dict) -> list[str]:
     out = []
     lat = {k: v for k, v in (r.get("latency") or {}).items() if v}
-    keys = ("browser_ms", "bare_rfb_ms", "browser_minus_bare_ms", "ws_arrival_minus_bare_ms", "draw_after_arrival_ms")
+    keys = ("browser_ms", "bare_rfb_ms", "ws_arrival_ms", "draw_after_arrival_ms")
     if lat:
         rows = [
             [k, *(fmt(x.get(key), digits=2) for key in keys), _n(x.get("clock_error_ms"), 2)] for k, x in lat.items()
         ]
-        header = ["update latency (ms)", "canvas", "bare RFB", "canvas − bare, paired", "of which: to the page",
-                  "of which: decode and draw", "clock error ±"]  # fmt: skip
+        header = ["update latency (ms)", "canvas", "bare RFB (its own trials)", "WebSocket message in the page",
+                  "message → canvas (decode and draw)", "clock error ±"]  # fmt: skip
         out += ["## Update latency", "", table(header, rows), ""]
     groups = ("desktop", "jupyter_server", "kernel", "chromium")
     rows = [
