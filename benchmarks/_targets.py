@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -37,9 +38,21 @@ VIEWPORT = {"width": 1400, "height": 1100}
 VIEW_HEIGHT = "700px"
 
 
+_HOMES = Path(tempfile.mkdtemp(prefix="dw-bench-home-"))
+atexit.register(shutil.rmtree, _HOMES, ignore_errors=True)
+
+
 def start_server(workdir: Path, env: dict[str, str], bin_dir: Path = OURS_BIN, args: tuple[str, ...] = ()):
-    """A Jupyter server (JupyterLab) on 127.0.0.1 with a fresh token: the test suite's ``start_jupyter``."""
-    env = {**env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    """A Jupyter server (JupyterLab) on 127.0.0.1 with a fresh token: the test suite's ``start_jupyter``.
+
+    Each product gets a HOME of its own for the run, shared by its servers and trials: XFCE keeps its
+    panel, window manager and shortcut settings there, and the first session in a HOME writes its
+    defaults into it (Debian's panel for upstream, ours for us). A shared HOME would give one product
+    the other's settings, and a machine's own HOME whatever ran there before.
+    """
+    home = _HOMES / bin_dir.parent.name
+    home.mkdir(exist_ok=True)
+    env = {**env, "HOME": str(home), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     return start_jupyter(workdir, base_url="/", extra_args=args, env=env, bin_dir=bin_dir)
 
 
