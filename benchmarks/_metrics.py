@@ -30,6 +30,10 @@ def new_desktop(
     ok = wait_js(ours.page, "(n) => __bench.canvases.slice(n).some(c => c.canvas.isConnected && c.tFirstFrame)", before)
     if not ok:
         raise RuntimeError(f"Desktop(session={session!r}, transport={transport!r}) showed no frame in 30 s")
+    # The numbers must be of the transport asked for: the view names the one it connected with.
+    how = wait_js(ours.page, "() => [...document.querySelectorAll('[data-transport]')].at(-1)?.dataset.transport")
+    if how != transport:
+        raise RuntimeError(f"Desktop(transport={transport!r}): the view connected through {how!r}")
     info = ours.desktop_info()
     time.sleep(settle_s if session == "xfce" else min(0.5, settle_s))  # XFCE's panel and wallpaper settle
     return info
