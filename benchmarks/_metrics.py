@@ -52,8 +52,8 @@ def show_canvas(page) -> None:
 def latency(page, env: dict, socket_path: str, n: int, screenshot: Path | None = None) -> dict:
     """Recolour a 64x64 X window: when does the canvas show it, and when does a bare RFB client?
 
-    The bare client runs in trials of its own, in blocks of 5 alternating with
-    the canvas's (n each): connected at the same time, it costs the canvas
+    The bare client runs in trials of its own, in blocks of up to 5 alternating
+    with the canvas's (n each): connected at the same time, it costs the canvas
     0.1-0.3 ms (Xvnc encodes every update twice), which a paired trial would
     charge to our path. Browser times are the page's clock (performance.timeOrigin
     + now()) moved onto time.time() by the offset that ``align`` measured just before.
@@ -66,8 +66,9 @@ def latency(page, env: dict, socket_path: str, n: int, screenshot: Path | None =
         time.sleep(0.3)
         offset, err = align(page)
         canvas, bare, message = [], [], []
+        block = max(1, min(5, n // 2))
         for i in range(2 * n):
-            if (i // 5) % 2 != (ref is not None):  # a new block: connect or drop the bare client
+            if (i // block) % 2 != (ref is not None):  # a new block: connect or drop the bare client
                 if ref is None:
                     ref = RefClient(socket_path)
                 else:

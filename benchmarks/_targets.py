@@ -244,6 +244,12 @@ class Notebook:
             elif kind == "error":
                 errors.append("\n".join(msg["content"]["traceback"]))
 
+        # This client reads IOPub only here, and IOPub carries every view's comm traffic too (tens of MB
+        # in a comm animation): once its queue is at ZeroMQ's high-water mark, the kernel's replies to
+        # this request are dropped and execute_interactive waits for them in vain. Read the backlog first.
+        iopub = self.kc.iopub_channel.socket
+        while iopub.poll(50):
+            iopub.recv_multipart()
         reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook, store_history=False)
         if errors or reply["content"]["status"] != "ok":
             raise RuntimeError(f"kernel error running {code!r}:\n" + re.sub(r"\x1b\[[0-9;]*m", "", "".join(errors)))
