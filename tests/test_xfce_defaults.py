@@ -36,14 +36,14 @@ def session_bus(d: Desktop) -> dict[str, str]:
     return {"DBUS_SESSION_BUS_ADDRESS": address.split(b"=", 1)[1].decode()}
 
 
-def panel_plugins(d: Desktop, tmp_path: Path) -> tuple[str, set[str]]:
-    """The panel ids and the plugin types xfconf holds for the panel (``xfconf-query`` in the session)."""
+def panel_plugins(d: Desktop, tmp_path: Path) -> tuple[str, set[str], dict[str, str]]:
+    """The panel ids, the plugin types and all values xfconf holds for the panel (``xfconf-query`` in the session)."""
     out = tmp_path / "panel.txt"
     app = d.launch(["sh", "-c", f"xfconf-query -c xfce4-panel -lv > '{out}'"], env=session_bus(d))
     assert app.wait(15) == 0, app.log()
     values = dict(line.split(None, 1) for line in out.read_text().splitlines() if " " in line.strip())
     plugins = {v.strip() for k, v in values.items() if k.count("/") == 2 and k.startswith("/plugins/plugin-")}
-    return values.get("/panels", ""), plugins
+    return values.get("/panels", ""), plugins, values
 
 
 def test_default_panel_is_one_top_panel_with_the_kept_plugins(tmp_path):
@@ -57,9 +57,12 @@ def test_default_panel_is_one_top_panel_with_the_kept_plugins(tmp_path):
         x, y, width, height = panel.geometry
         assert (x, y, width) == (0, 0, 1024)
         assert height < 64
-        ids, plugins = panel_plugins(d, tmp_path)
+        ids, plugins, values = panel_plugins(d, tmp_path)
         assert plugins == KEPT_PLUGINS
         assert "2" not in ids.split()
+        # The clock on one line: XFCE's two-line date and time was clipped in a panel this high.
+        (clock,) = (k for k, v in values.items() if k.count("/") == 2 and v.strip() == "clock")
+        assert values[f"{clock}/digital-layout"].strip() == "3"
     # xfwm4 found all its defaults in ours (xdg/.../xfwm4.xml), so it copied none into the new user's
     # files, one D-Bus round trip and settings reload each (xfconfd writes the files by the time it exits).
     assert not (tmp_path / ".config/xfce4/xfconf/xfce-perchannel-xml/xfwm4.xml").exists()
