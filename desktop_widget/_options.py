@@ -40,6 +40,9 @@ SESSION_KINDS = ("auto", "xfce", "wm", "none")
 #: gets it before the session starts, so the first frames a view shows are the
 #: desktop's colour, not black, during the second XFCE takes to draw.
 XFCE_BACKGROUND = 0x1D273A
+#: A light window manager paints no background: its root gets this slate grey,
+#: not X's black, which looks like a view that shows nothing.
+WM_BACKGROUND = 0x2F3440
 #: Light window managers, best first, and the arguments that start them bare.
 WINDOW_MANAGERS = (("openbox", ()), ("xfwm4", ()), ("fluxbox", ()), ("icewm", ()), ("twm", ()))
 WINDOW_MANAGER_NAMES = frozenset({"xfce4-session"} | {wm for wm, _ in WINDOW_MANAGERS})
@@ -283,9 +286,14 @@ def xvnc_command(xvnc: str, options: Options, rfb_socket: str, xauthority: str, 
 
 
 def root_colour(session_argv: list[str]) -> int | None:
-    """The X root's colour until the session draws its own background: XFCE's, or ``None`` (X's black)."""
+    """The X root's colour until the session draws its own background (a light window manager never does).
+
+    ``None`` (X's black) for no session and for an xstartup script, which may paint its own.
+    """
     if session_argv and os.path.basename(session_argv[-1]) == "xfce4-session":
         return XFCE_BACKGROUND
+    if session_argv and os.path.basename(session_argv[0]) in {wm for wm, _ in WINDOW_MANAGERS}:
+        return WM_BACKGROUND
     return None
 
 

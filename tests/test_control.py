@@ -181,8 +181,9 @@ def test_scroll_buttons_seen_by_an_x_window(d):
     try:
         screen = conn.screen()
         win = screen.root.create_window(
-            0, 0, 300, 200, 0, screen.root_depth, event_mask=X.ButtonPressMask, override_redirect=True
-        )
+            0, 0, 300, 200, 0, screen.root_depth, event_mask=X.ButtonPressMask, override_redirect=True,
+            background_pixel=screen.black_pixel,
+        )  # fmt: skip
         win.map()
         conn.sync()
         deadline = time.monotonic() + 5

@@ -181,9 +181,11 @@ def test_view_arguments_checked_without_the_widget(kw, match):
         _options.check_view(**{**args, **kw})
 
 
-def test_root_colour_only_for_xfce():
+def test_root_colour_for_xfce_and_window_managers_only():
     assert _options.root_colour(["dbus-launch", "--exit-with-session", "xfce4-session"]) == _options.XFCE_BACKGROUND
-    assert _options.root_colour(["/usr/bin/openbox"]) is None
+    assert _options.root_colour(["/usr/bin/openbox"]) == _options.WM_BACKGROUND
+    assert _options.root_colour(_options.session_command("wm")) == _options.WM_BACKGROUND
+    assert _options.root_colour(["/home/me/.vnc/xstartup"]) is None  # it may paint its own
     assert _options.root_colour([]) is None
 
 

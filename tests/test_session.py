@@ -265,3 +265,32 @@ def test_xfce_runs_without_compositor(tmp_path, home):
         with d._x() as conn:
             assert conn.get_selection_owner(conn.get_atom("_NET_WM_CM_S0")) == 0
             assert conn.get_selection_owner(conn.get_atom("WM_S0")) != 0  # xfwm4 does run
+
+
+def test_a_light_window_manager_shows_a_background_not_black():
+    """Openbox paints no root: the supervisor's colour is there from the start and after a window goes."""
+
+    from desktop_widget import _options
+    from desktop_widget.control import _x
+
+    slate = tuple(_options.WM_BACKGROUND.to_bytes(3, "big"))
+    with Desktop(session="wm", geometry=(640, 480)) as d:
+        assert d.pixel(5, 5) == slate
+        conn = _x.connect(d.display, d.env["XAUTHORITY"])
+        try:
+            screen = conn.screen()
+            win = screen.root.create_window(0, 0, 200, 100, 0, screen.root_depth, override_redirect=True,
+                                            background_pixel=screen.white_pixel)  # fmt: skip
+            win.map()
+            conn.sync()
+            deadline = time.monotonic() + 5
+            while d.pixel(5, 5) != (255, 255, 255):
+                assert time.monotonic() < deadline, "the window never showed"
+                time.sleep(0.02)
+            win.unmap()
+            conn.sync()
+            while d.pixel(5, 5) != slate:
+                assert time.monotonic() < deadline, f"the root under the window is {d.pixel(5, 5)} after it went"
+                time.sleep(0.02)
+        finally:
+            conn.close()
